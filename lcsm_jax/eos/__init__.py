@@ -1,0 +1,18 @@
+"""The EOS functional core: `m_t = o_t ⊙ m_{t-1} + e_t i_tᵀ`, `y_t = m_tᵀ s_t`, in pure JAX.
+
+Public API: `eos_scan`, `eos_step`, `Decay`, `resolve_backend`, `BACKENDS`.
+"""
+
+from lcsm_jax.eos.api import BACKENDS, eos_scan, eos_step, resolve_backend
+from lcsm_jax.eos.inputs import STRUCTURES, Decay, Problem, problem
+
+__all__ = [
+    "BACKENDS",
+    "STRUCTURES",
+    "Decay",
+    "Problem",
+    "eos_scan",
+    "eos_step",
+    "problem",
+    "resolve_backend",
+]

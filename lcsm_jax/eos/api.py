@@ -1,0 +1,142 @@
+"""The EOS dispatcher: one public scan, one public step, backends resolved once per call site.
+
+Every backend is a pure function `scan(problem, chunk_size) -> (y, final_memory)` over the canonical
+`Problem` of `inputs.py`; this module only validates, resolves the backend name and casts back.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from lcsm_jax.eos import associative, chunked, inputs, reference
+
+_BACKENDS = {
+    "reference": reference.scan,
+    "associative": associative.scan,
+    "chunked": chunked.scan,
+}
+BACKENDS = (*_BACKENDS, "auto")
+
+
+def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None = None) -> str:
+    """Turns `backend` (possibly "auto") into a concrete backend that supports `problem`.
+
+    "auto" takes the chunked (matmul) form wherever the structure allows it: it is the fastest
+    measured form on every platform (benchmarks/eos_backends.py). Otherwise, on CPU the sequential
+    scan beats the associative scan (it moves the K×D state once, not log T times); on GPU/TPU the
+    associative scan's log depth wins.
+    """
+    if backend == "auto":
+        if chunked.supports(problem) is None:
+            return "chunked"
+        platform = platform or jax.default_backend()
+        return "reference" if platform == "cpu" else "associative"
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    if backend == "chunked" and (reason := chunked.supports(problem)) is not None:
+        raise ValueError(
+            f"backend 'chunked' does not support {reason}; use 'reference', 'associative' or 'auto'"
+        )
+    return backend
+
+
+def eos_scan(
+    e,
+    i,
+    log_o,
+    s,
+    *,
+    initial_state=None,
+    segment_ids=None,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+):
+    """Runs the EOS recurrence ``m_t = o_t ⊙ m_{t-1} + e_t i_tᵀ``, ``y_t = m_tᵀ s_t`` over time.
+
+    Args:
+      e: expand state [B, T, H, K].
+      i: input state [B, T, H, D].
+      log_o: natural log of the oscillation: an array broadcastable to [B, T, H, K, D] (trailing
+        size-1 dims give scalar-per-head, K-wise or D-wise decay; leading size-1 dims are
+        data-independent), or ``Decay(k=[B,T,H,K], d=[B,T,H,D])`` for ``log o[r,c] = k[r] + d[c]``,
+        or ``0`` for no decay. Real decays satisfy ``log_o <= 0``; complex values (rotations) need
+        complex e, i, s.
+      s: shrink state [B, T, H, K] (``y[c] = Σ_r s[r] m[r,c]``), or a rank-5 array broadcastable to
+        [B, T, H, K, D] (elementwise read ``y[c] = Σ_r s[r,c] m[r,c]``).
+      initial_state: memory before t=0, [B, H, K, D]; zeros if None.
+      segment_ids: [B, T] integers; the memory restarts from zero where the id changes from t-1
+        to t (packed sequences).
+      backend: "reference", "associative", "chunked" or "auto".
+      chunk_size: chunk length of the chunked backend (default 64).
+
+    Returns:
+      ``(y, final_state)``: y [B, T, H, D] in the dtype of ``i``; final_state [B, H, K, D] in
+      float32 (complex64 for complex inputs), whatever the input dtype.
+
+    Raises:
+      ValueError / TypeError naming the offending argument for bad shapes, dtypes, backends,
+      chunk sizes or segment ids.
+    """
+    if chunk_size is not None and (
+        not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    if not isinstance(backend, str):
+        raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
+    name = resolve_backend(backend, problem)
+    y, m = _BACKENDS[name](problem, chunk_size)
+    return y.astype(problem.out_dtype), m
+
+
+def _add_time_axis(x, rank: int):
+    """Left-pads `x` to `rank` dims and inserts a time axis at 1 (for log_o_t / s_t)."""
+    x = jnp.asarray(x)
+    x = x.reshape((1,) * (rank - x.ndim) + x.shape) if x.ndim < rank else x
+    return x[:, None]
+
+
+def eos_step(e_t, i_t, log_o_t, s_t, state):
+    """One recurrence step: ``state' = o_t ⊙ state + e_t i_tᵀ``, ``y_t = state'ᵀ s_t``.
+
+    Args are those of ``eos_scan`` without the T axis: e_t [B,H,K], i_t [B,H,D], log_o_t
+    broadcastable to [B,H,K,D] (or a ``Decay`` with k [B,H,K], d [B,H,D], or ``0``), s_t [B,H,K]
+    or an elementwise [B,H,K,D], and state [B,H,K,D]. Chaining it over t reproduces ``eos_scan``.
+
+    Returns:
+      ``(y_t, state)``: y_t [B,H,D] in the dtype of ``i_t``; state in float32 (complex64).
+    """
+    for x, name, rank in ((e_t, "e_t", 3), (i_t, "i_t", 3)):
+        if jnp.ndim(x) != rank:
+            raise ValueError(f"{name} must have rank {rank} ([B,H,K]/[B,H,D]), got {jnp.shape(x)}")
+    if jnp.ndim(s_t) not in (3, 4):
+        raise ValueError(f"s_t must be [B,H,K] or elementwise [B,H,K,D], got {jnp.shape(s_t)}")
+    if state is None:
+        raise ValueError("state must be a [B,H,K,D] array (use zeros for an empty memory)")
+    if isinstance(log_o_t, inputs.Decay):
+        log_o = inputs.Decay(
+            k=None if inputs.is_zero_literal(log_o_t.k) else _add_time_axis(log_o_t.k, 3),
+            d=None if inputs.is_zero_literal(log_o_t.d) else _add_time_axis(log_o_t.d, 3),
+        )
+    elif inputs.is_zero_literal(log_o_t):
+        log_o = 0
+    else:
+        if jnp.ndim(log_o_t) > 4:
+            raise ValueError(f"log_o_t must broadcast to [B,H,K,D], got {jnp.shape(log_o_t)}")
+        log_o = _add_time_axis(log_o_t, 4)
+    s = jnp.asarray(s_t)[:, None]
+    p = inputs.problem(
+        jnp.asarray(e_t)[:, None], jnp.asarray(i_t)[:, None], log_o, s, state, suffix="_t"
+    )
+    steps = reference.Step(
+        e=p.e[:, 0],
+        i=p.i[:, 0],
+        s=p.s[:, 0],
+        lk=None if p.lk is None else p.lk[:, 0],
+        ld=None if p.ld is None else p.ld[:, 0],
+        lo=None if p.lo is None else p.lo[:, 0],
+        reset=None,
+    )
+    m, y = reference.step(p.m0, steps)
+    return y.astype(p.out_dtype), m

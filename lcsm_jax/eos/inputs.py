@@ -1,0 +1,225 @@
+"""Validation and normalisation of EOS inputs into one canonical `Problem`.
+
+Every backend consumes a `Problem`: arrays already cast to the accumulation dtype (float32, or
+complex64 for complex inputs) and the oscillation reduced to its structure, so backends never see
+user-facing shapes, dtypes or the `Decay` wrapper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+# Oscillation structures, from cheapest to most general.
+NONE, SCALAR, KWISE, DWISE, SEPARABLE, FULL = "none", "scalar", "k", "d", "separable", "full"
+STRUCTURES = (NONE, SCALAR, KWISE, DWISE, SEPARABLE, FULL)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Decay:
+    """A separable log-oscillation: ``log o[r, c] = k[r] + d[c]``.
+
+    ``k`` broadcasts to [B, T, H, K] and ``d`` to [B, T, H, D]; either may be None (no factor).
+    Size-1 dims broadcast, so ``Decay(k=lam_H[:, None])`` with ``lam_H`` of shape [H] is a fixed
+    scalar decay per head.
+    """
+
+    k: Any = None
+    d: Any = None
+
+
+class Problem(NamedTuple):
+    """Canonical EOS problem (accumulation dtype throughout).
+
+    e [B,T,H,K]; i [B,T,H,D]; s [B,T,H,K] (vector read) or [b,t,h,K|1,D|1] (elementwise read);
+    lk [b,t,h,K|1] and ld [b,t,h,D|1] (separable log decay, either None) or lo [b,t,h,K|1,D|1]
+    (full log decay); reset [B,T] bool (memory restarts at t) or None; m0 [B,H,K,D] or None.
+    """
+
+    e: Array
+    i: Array
+    s: Array
+    lk: Array | None
+    ld: Array | None
+    lo: Array | None
+    reset: Array | None
+    m0: Array | None
+    structure: str
+    out_dtype: Any
+
+    @property
+    def elementwise_read(self) -> bool:
+        return self.s.ndim == 5
+
+
+def _as_array(x, name: str) -> Array:
+    if isinstance(x, Decay):
+        raise TypeError(f"{name} must be an array, got a Decay")
+    try:
+        return jnp.asarray(x)
+    except TypeError as err:
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}") from err
+
+
+def _check_inexact(x: Array, name: str) -> None:
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise TypeError(f"{name} must be a floating or complex array, got dtype {x.dtype}")
+
+
+def _broadcastable(x: Array, target: tuple[int, ...], name: str, dims: str) -> Array:
+    """Left-pads `x` with size-1 dims to len(target) and checks it broadcasts to `target`."""
+    if x.ndim > len(target):
+        raise ValueError(f"{name} has rank {x.ndim}; expected at most {len(target)} ({dims})")
+    x = x.reshape((1,) * (len(target) - x.ndim) + x.shape)
+    for size, want in zip(x.shape, target, strict=True):
+        if size not in (1, want):
+            raise ValueError(f"{name} of shape {x.shape} does not broadcast to {dims}={target}")
+    return x
+
+
+def is_zero_literal(x) -> bool:
+    return x is None or (isinstance(x, int | float) and not isinstance(x, bool) and x == 0)
+
+
+def _decay(log_o, shape5, cdtype, complex_inputs: bool, suffix: str):
+    """Reduces log_o to (structure, lk, ld, lo)."""
+    B, T, H, K, D = shape5
+    if is_zero_literal(log_o):
+        return NONE, None, None, None
+    if isinstance(log_o, Decay):
+        parts = []
+        for part, size, letter in ((log_o.k, K, "K"), (log_o.d, D, "D")):
+            name = f"log_o{suffix}.{letter.lower()}"
+            if is_zero_literal(part):
+                parts.append(None)
+                continue
+            x = _as_array(part, name)
+            _check_dtype_of_decay(x, name, complex_inputs)
+            parts.append(_broadcastable(x, (B, T, H, size), name, f"[B,T,H,{letter}]"))
+        lk, ld = parts
+        if lk is not None and ld is not None:
+            # A size-1 factor is a scalar per head: fold it into the other factor.
+            if lk.shape[-1] == 1:
+                lk, ld = None, ld + lk
+            elif ld.shape[-1] == 1:
+                lk, ld = lk + ld, None
+        lo = None
+    else:
+        x = _as_array(log_o, f"log_o{suffix}")
+        _check_dtype_of_decay(x, f"log_o{suffix}", complex_inputs)
+        x = _broadcastable(x, shape5, f"log_o{suffix}", "[B,T,H,K,D]")
+        lk = ld = lo = None
+        if x.shape[-1] == 1:
+            lk = x[..., 0]
+        elif x.shape[-2] == 1:
+            ld = x[..., 0, :]
+        else:
+            lo = x
+    if lo is not None:
+        return FULL, None, None, lo.astype(cdtype)
+    if lk is None and ld is None:
+        return NONE, None, None, None
+    if lk is None and ld.shape[-1] == 1:
+        lk, ld = ld, None  # a size-1 D factor is a scalar decay
+    if ld is None:
+        structure = SCALAR if lk.shape[-1] == 1 else KWISE
+    elif lk is None:
+        structure = DWISE
+    else:
+        structure = SEPARABLE
+    cast = lambda a: None if a is None else a.astype(cdtype)  # noqa: E731
+    return structure, cast(lk), cast(ld), None
+
+
+def _check_dtype_of_decay(x: Array, name: str, complex_inputs: bool) -> None:
+    _check_inexact(x, name)
+    if jnp.iscomplexobj(x) and not complex_inputs:
+        raise TypeError(f"{name} is complex ({x.dtype}) but e, i, s are real; pass complex e, i, s")
+
+
+def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str = "") -> Problem:
+    """Validates user inputs (names in errors carry `suffix`, e.g. '_t') and builds a Problem."""
+    e = _as_array(e, f"e{suffix}")
+    i = _as_array(i, f"i{suffix}")
+    s = _as_array(s, f"s{suffix}")
+    for x, name in ((e, "e"), (i, "i"), (s, "s")):
+        _check_inexact(x, name + suffix)
+    if not (e.dtype == i.dtype == s.dtype):
+        raise TypeError(
+            f"e{suffix}, i{suffix} and s{suffix} must share one dtype; "
+            f"got e={e.dtype}, i={i.dtype}, s={s.dtype}"
+        )
+    if e.ndim != 4:
+        raise ValueError(f"e{suffix} must be [B,T,H,K] (rank 4), got shape {e.shape}")
+    if i.ndim != 4:
+        raise ValueError(f"i{suffix} must be [B,T,H,D] (rank 4), got shape {i.shape}")
+    B, T, H, K = e.shape
+    D = i.shape[-1]
+    if i.shape[:3] != (B, T, H):
+        raise ValueError(
+            f"i{suffix} shape {i.shape} does not match e{suffix} {e.shape} in [B,T,H]"
+        )
+    if T == 0:
+        raise ValueError("the time axis T must be non-empty")
+    complex_inputs = jnp.iscomplexobj(e)
+    cdtype = jnp.complex64 if complex_inputs else jnp.float32
+
+    if s.ndim == 4:
+        if s.shape != (B, T, H, K):
+            raise ValueError(
+                f"s{suffix} (vector read) must be [B,T,H,K]={(B, T, H, K)}, got {s.shape}"
+            )
+    elif s.ndim == 5:
+        _broadcastable(s, (B, T, H, K, D), f"s{suffix}", "[B,T,H,K,D]")
+    else:
+        raise ValueError(
+            f"s{suffix} must be [B,T,H,K] (vector read) or rank 5 broadcastable to "
+            f"[B,T,H,K,D] (elementwise read), got shape {s.shape}"
+        )
+
+    structure, lk, ld, lo = _decay(log_o, (B, T, H, K, D), cdtype, complex_inputs, suffix)
+
+    m0 = None
+    if initial_state is not None:
+        m0 = _as_array(initial_state, "initial_state")
+        _check_inexact(m0, "initial_state")
+        if jnp.iscomplexobj(m0) and not complex_inputs:
+            raise TypeError("initial_state is complex but e, i, s are real")
+        if m0.shape != (B, H, K, D):
+            raise ValueError(f"initial_state must be [B,H,K,D]={(B, H, K, D)}, got {m0.shape}")
+        m0 = m0.astype(cdtype)
+
+    reset = None
+    if segment_ids is not None:
+        reset = resets_from_segment_ids(segment_ids, B, T)
+
+    return Problem(
+        e=e.astype(cdtype),
+        i=i.astype(cdtype),
+        s=s.astype(cdtype),
+        lk=lk,
+        ld=ld,
+        lo=lo,
+        reset=reset,
+        m0=m0,
+        structure=structure,
+        out_dtype=i.dtype,
+    )
+
+
+def resets_from_segment_ids(segment_ids, B: int, T: int) -> Array:
+    """[B,T] bool: True where the id changes from t-1 to t (never at t=0)."""
+    ids = _as_array(segment_ids, "segment_ids")
+    if not (jnp.issubdtype(ids.dtype, jnp.integer) or ids.dtype == np.bool_):
+        raise TypeError(f"segment_ids must be an integer array, got dtype {ids.dtype}")
+    if ids.shape != (B, T):
+        raise ValueError(f"segment_ids must be [B,T]={(B, T)}, got shape {ids.shape}")
+    changed = ids[:, 1:] != ids[:, :-1]
+    return jnp.concatenate([jnp.zeros((B, 1), bool), changed], axis=1)
