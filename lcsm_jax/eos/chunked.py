@@ -77,6 +77,7 @@ def _carry(m, x, Gk, Gd, masks):
         y = y * jnp.exp(Gd)
     if from_prev is not None:
         y = jnp.where(from_prev, y, 0)
+
     def last(G):
         return G[..., -1, :]
 
@@ -113,6 +114,7 @@ def _intra_factored(x, gk, gd, mask):
 
 def _sequential(m, x):
     """The reference recurrence over one chunk (exact for any decay strength)."""
+
     def to_time_major(a):
         return _opt(lambda x: jnp.swapaxes(x, 1, 2), a)
 
@@ -142,6 +144,7 @@ def _chunk(m_BxHxKxD, x, C: int):
         if direct:
             return m_next, y + _intra_direct(x, Gk, masks[0])
         mid = C // 2
+
         def center(G):
             return G - G[..., mid : mid + 1, :]
 
@@ -163,6 +166,7 @@ def scan(p: Problem, chunk_size: int | None = None):
     C = DEFAULT_CHUNK if chunk_size is None else chunk_size
     B, T, H, _ = p.e.shape
     D = p.i.shape[-1]
+
     def chunked(a):
         return _opt(lambda x: _to_chunks(x, T, C), a)
 

@@ -163,9 +163,7 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
     B, T, H, K = e.shape
     D = i.shape[-1]
     if i.shape[:3] != (B, T, H):
-        raise ValueError(
-            f"i{suffix} shape {i.shape} does not match e{suffix} {e.shape} in [B,T,H]"
-        )
+        raise ValueError(f"i{suffix} shape {i.shape} does not match e{suffix} {e.shape} in [B,T,H]")
     if T == 0:
         raise ValueError("the time axis T must be non-empty")
     complex_inputs = jnp.iscomplexobj(e)

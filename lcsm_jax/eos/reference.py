@@ -59,7 +59,7 @@ def step(m_BxHxKxD, x: Step):
 
 
 def run_steps(m0_BxHxKxD, steps: Step):
-    """Scans `step` over axis 1 of each field of `steps`; fields with a size-1 axis 1 are constant."""
+    """Scans `step` over axis 1 of the fields of `steps`; a field with size-1 axis 1 is constant."""
     T = steps.e.shape[1]
     scanned = {}
     consts = {}
