@@ -16,6 +16,8 @@ memory is O(T/C·K·D) for the carried states plus one chunk's work.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -56,64 +58,81 @@ def _einsum(spec, a, b):
     return jnp.einsum(spec, a, b, precision=PRECISION)
 
 
-def _masks(run_BxC, run_prev_B, C: int):
-    """Causal/segment masks for one chunk, shaped to broadcast against [B,H,C,C] and [B,H,C,X]."""
-    causal = jnp.tril(jnp.ones((C, C), bool))[None, None]
-    if run_BxC is None:
-        return causal, None, None, None
-    same = run_BxC[:, None, :, None] == run_BxC[:, None, None, :]
-    from_prev = (run_BxC == run_prev_B[:, None])[:, None, :, None]
-    in_last = (run_BxC == run_BxC[:, -1:])[:, None, :, None]
-    keep_prev = (run_BxC[:, -1] == run_prev_B)[:, None, None, None]
-    return causal & same, from_prev, in_last, keep_prev
+class Masks(NamedTuple):
+    """Causal/segment masks broadcasting against [..., H, C, C] and [..., H, C, X]."""
+
+    pair: jax.Array  # j <= t and same segment
+    from_prev: jax.Array | None  # t still in the segment of the carried memory
+    in_last: jax.Array | None  # j in the chunk's last segment (writes the carried memory)
+    keep_prev: jax.Array | None  # no restart inside the chunk
 
 
-def _carry(m, x, Gk, Gd, masks):
-    """Read of the carried memory and its update to the chunk's end (all exponents ≤ 0)."""
-    _, from_prev, in_last, keep_prev = masks
-    q = x["s"] if Gk is None else x["s"] * jnp.exp(Gk)
-    y = _einsum("bhck,bhkd->bhcd", q, m)
-    if Gd is not None:
-        y = y * jnp.exp(Gd)
-    if from_prev is not None:
-        y = jnp.where(from_prev, y, 0)
+def _masks(run, run_prev, C: int, lead: int) -> Masks:
+    """`run` [..., C]: segment index per step; `lead`: dims before C in [..., H, C, X]."""
+    causal = jnp.tril(jnp.ones((C, C), bool)).reshape((1,) * lead + (C, C))
+    if run is None:
+        return Masks(causal, None, None, None)
+    same = run[..., None, :, None] == run[..., None, None, :]
+    return Masks(
+        pair=causal & same,
+        from_prev=(run == run_prev[..., None])[..., None, :, None],
+        in_last=(run == run[..., -1:])[..., None, :, None],
+        keep_prev=(run[..., -1] == run_prev)[..., None, None, None],
+    )
+
+
+def _intra(x, Gk, Gd, mask, direct: bool):
+    """Within-chunk outputs: a masked (attention-like) matmul with decays exp(G_t - G_j)."""
+    if direct:
+        # Scalar (or no) decay: the C×C decay matrix is formed directly, no factoring needed.
+        A = _einsum("...tk,...jk->...tj", x["s"], x["e"])
+        if Gk is not None:
+            g = Gk[..., 0]
+            A = A * jnp.exp(jnp.where(mask, g[..., :, None] - g[..., None, :], _MASKED_LOG))
+        return _einsum("...tj,...jd->...td", jnp.where(mask, A, 0), x["i"])
+    # exp(G_t - G_j) = exp(g_t)·exp(-g_j) with g = G - G_mid: exact while |g| stays small.
+    mid = x["e"].shape[-2] // 2
+
+    def center(G):
+        return G - G[..., mid : mid + 1, :]
+
+    gk, gd = _opt(center, Gk), _opt(center, Gd)
+    q = x["s"] if gk is None else x["s"] * jnp.exp(gk)
+    k = x["e"] if gk is None else x["e"] * jnp.exp(-gk)
+    v = x["i"] if gd is None else x["i"] * jnp.exp(-gd)
+    A = jnp.where(mask, _einsum("...tk,...jk->...tj", q, k), 0)
+    y = _einsum("...tj,...jd->...td", A, v)
+    return y if gd is None else y * jnp.exp(gd)
+
+
+def _write(x, Gk, Gd, masks: Masks):
+    """The chunk's effect on the carried memory: m_next = decay ⊙ m + W (exponents ≤ 0)."""
+    kw = x["e"] if Gk is None else x["e"] * jnp.exp(Gk[..., -1:, :] - Gk)
+    vw = x["i"] if Gd is None else x["i"] * jnp.exp(Gd[..., -1:, :] - Gd)
+    if masks.in_last is not None:
+        kw = jnp.where(masks.in_last, kw, 0)
+    W = _einsum("...ck,...cd->...kd", kw, vw)
 
     def last(G):
         return G[..., -1, :]
 
     decay = reference.oscillation(_opt(last, Gk), _opt(last, Gd), None)
-    m_kept = m if decay is None else decay * m
-    if keep_prev is not None:
-        m_kept = jnp.where(keep_prev, m_kept, 0)
-    kw = x["e"] if Gk is None else x["e"] * jnp.exp(Gk[..., -1:, :] - Gk)
-    vw = x["i"] if Gd is None else x["i"] * jnp.exp(Gd[..., -1:, :] - Gd)
-    if in_last is not None:
-        kw = jnp.where(in_last, kw, 0)
-    return y, m_kept + _einsum("bhck,bhcd->bhkd", kw, vw)
+    if masks.keep_prev is not None:
+        decay = jnp.where(masks.keep_prev, 1 if decay is None else decay, 0).astype(W.dtype)
+    return decay, W
 
 
-def _intra_direct(x, Gk, mask):
-    """Scalar (or no) decay: the C×C decay matrix exp(G_t - G_j) is formed directly."""
-    A = _einsum("bhtk,bhjk->bhtj", x["s"], x["e"])
-    if Gk is not None:
-        g = Gk[..., 0]
-        A = A * jnp.exp(jnp.where(mask, g[..., :, None] - g[..., None, :], _MASKED_LOG))
-    A = jnp.where(mask, A, 0)
-    return _einsum("bhtj,bhjd->bhtd", A, x["i"])
-
-
-def _intra_factored(x, gk, gd, mask):
-    """exp(G_t - G_j) = exp(g_t)·exp(-g_j) with g = G - G_mid; exact while |g| is small."""
-    q = x["s"] if gk is None else x["s"] * jnp.exp(gk)
-    k = x["e"] if gk is None else x["e"] * jnp.exp(-gk)
-    v = x["i"] if gd is None else x["i"] * jnp.exp(-gd)
-    A = jnp.where(mask, _einsum("bhtk,bhjk->bhtj", q, k), 0)
-    y = _einsum("bhtj,bhjd->bhtd", A, v)
-    return y if gd is None else y * jnp.exp(gd)
+def _read(x, Gk, Gd, m_prev, masks: Masks):
+    """Outputs from the memory carried into the chunk (exponents ≤ 0)."""
+    q = x["s"] if Gk is None else x["s"] * jnp.exp(Gk)
+    y = _einsum("...ck,...kd->...cd", q, m_prev)
+    if Gd is not None:
+        y = y * jnp.exp(Gd)
+    return y if masks.from_prev is None else jnp.where(masks.from_prev, y, 0)
 
 
 def _sequential(m, x):
-    """The reference recurrence over one chunk (exact for any decay strength)."""
+    """The reference recurrence over one chunk [B,H,C,X] (exact for any decay strength)."""
 
     def to_time_major(a):
         return _opt(lambda x: jnp.swapaxes(x, 1, 2), a)
@@ -131,34 +150,55 @@ def _sequential(m, x):
     return m_next, jnp.swapaxes(y_BxCxHxD, 1, 2)
 
 
-def _chunk(m_BxHxKxD, x, C: int):
+def _cumulative(x):
     def cumsum(a):
-        return jnp.cumsum(a, axis=2)
+        return jnp.cumsum(a, axis=-2)
 
-    Gk, Gd = _opt(cumsum, x["lk"]), _opt(cumsum, x["ld"])
-    masks = _masks(x["run"], x["run_prev"], C)
-    direct = Gd is None and (Gk is None or Gk.shape[-1] == 1)
+    return _opt(cumsum, x["lk"]), _opt(cumsum, x["ld"])
 
-    def fast(m, x):
-        y, m_next = _carry(m, x, Gk, Gd, masks)
-        if direct:
-            return m_next, y + _intra_direct(x, Gk, masks[0])
-        mid = C // 2
 
-        def center(G):
-            return G - G[..., mid : mid + 1, :]
+def _all_chunks_at_once(m0, xs, direct: bool):
+    """Every chunk's matmuls batched over [N, B, H]; only the K×D carry is a scan over N."""
+    Gk, Gd = _cumulative(xs)
+    masks = _masks(xs["run"], xs["run_prev"], xs["e"].shape[-2], lead=3)
+    decay, W = _write(xs, Gk, Gd, masks)
 
-        return m_next, y + _intra_factored(x, _opt(center, Gk), _opt(center, Gd), masks[0])
+    def carry(m, inputs):
+        decay_n, W_n = inputs
+        return (m if decay_n is None else decay_n * m) + W_n, m
 
-    if direct:
-        return fast(m_BxHxKxD, x)
-    spread = jnp.zeros((), jnp.float32)
-    for G in (Gk, Gd):
+    m_last, m_prev = jax.lax.scan(carry, m0, (decay, W))
+    return _intra(xs, Gk, Gd, masks.pair, direct) + _read(xs, Gk, Gd, m_prev, masks), m_last
+
+
+def _chunk_by_chunk(m0, xs, safe_N):
+    """Chunks in sequence; a chunk with too strong decays runs the reference recurrence."""
+
+    def one(m, x_and_safe):
+        x, safe = x_and_safe
+        Gk, Gd = _cumulative(x)
+        masks = _masks(x["run"], x["run_prev"], x["e"].shape[-2], lead=2)
+
+        def fast(m, x):
+            decay, W = _write(x, Gk, Gd, masks)
+            y = _intra(x, Gk, Gd, masks.pair, direct=False) + _read(x, Gk, Gd, m, masks)
+            return (m if decay is None else decay * m) + W, y
+
+        return jax.lax.cond(safe, fast, _sequential, m, x)
+
+    # Rematerialise each chunk in the backward pass: memory stays O(N·K·D) plus one chunk.
+    return jax.lax.scan(jax.checkpoint(one), m0, (xs, safe_N))
+
+
+def _safe_chunks(xs):
+    """[N] bool: the factored form is exact (|G - G_mid| ≤ SAFE_EXPONENT) in each chunk."""
+    spread = jnp.zeros(xs["e"].shape[0], jnp.float32)
+    for G in _cumulative(xs):
         if G is not None:
             g = jnp.real(G)
-            spread = spread + jnp.max(jnp.abs(g - g[..., C // 2 : C // 2 + 1, :]))
-    safe = jax.lax.stop_gradient(spread) <= SAFE_EXPONENT
-    return jax.lax.cond(safe, fast, _sequential, m_BxHxKxD, x)
+            g = jnp.abs(g - g[..., g.shape[-2] // 2 : g.shape[-2] // 2 + 1, :])
+            spread = spread + jnp.max(g.reshape(g.shape[0], -1), axis=1)
+    return jax.lax.stop_gradient(spread) <= SAFE_EXPONENT
 
 
 def scan(p: Problem, chunk_size: int | None = None):
@@ -181,7 +221,19 @@ def scan(p: Problem, chunk_size: int | None = None):
         xs["run"] = run.reshape(B, n, C).transpose(1, 0, 2)
         xs["run_prev"] = jnp.concatenate([jnp.zeros((1, B), jnp.int32), xs["run"][:-1, :, -1]])
 
-    body = jax.checkpoint(lambda m, x: _chunk(m, x, C))
-    m_last, y_NxBxHxCxD = jax.lax.scan(body, reference.initial_memory(p), xs)
+    m0 = reference.initial_memory(p)
+    direct = p.ld is None and (p.lk is None or p.lk.shape[-1] == 1)
+    if direct:
+        y_NxBxHxCxD, m_last = _all_chunks_at_once(m0, xs, direct=True)
+    else:
+        safe_N = _safe_chunks(xs)
+        y_NxBxHxCxD, m_last = jax.lax.cond(
+            jnp.all(safe_N),
+            lambda m, x, _: _all_chunks_at_once(m, x, direct=False),
+            lambda m, x, safe: _chunk_by_chunk(m, x, safe)[::-1],
+            m0,
+            xs,
+            safe_N,
+        )
     y_BxTxHxD = y_NxBxHxCxD.transpose(1, 0, 3, 2, 4).reshape(B, n * C, H, D)[:, :T]
     return y_BxTxHxD, m_last

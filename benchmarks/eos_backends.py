@@ -1,0 +1,143 @@
+"""EOS backend benchmark: forward and forward+backward time, compile time and peak memory.
+
+    python benchmarks/eos_backends.py                 # B=4 H=4 K=D=64, T in 1k 4k 16k
+    python benchmarks/eos_backends.py --quick         # small shapes, a few seconds
+    python benchmarks/eos_backends.py --T 4096 --structures scalar k --backends reference auto
+
+Times are medians over --repeats runs after compilation. Peak memory is XLA's own estimate for the
+compiled program (arguments + outputs + temporaries), not a measured RSS. Rows whose estimated
+memory exceeds --max-gib are skipped (printed as "skip").
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lcsm_jax import eos
+
+STRUCTURES = ("none", "scalar", "k", "d", "separable", "full")
+
+
+def make_inputs(structure: str, B: int, T: int, H: int, K: int, D: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape):
+        return jnp.asarray(rng.normal(size=shape), jnp.float32)
+
+    def log_decay(*shape):  # logsigmoid(z)/16, the paper's default oscillation
+        return jax.nn.log_sigmoid(normal(*shape)) / 16
+
+    e, i, s = normal(B, T, H, K) / np.sqrt(K), normal(B, T, H, D), normal(B, T, H, K)
+    log_o = {
+        "none": lambda: 0,
+        "scalar": lambda: log_decay(B, T, H, 1, 1),
+        "k": lambda: log_decay(B, T, H, K, 1),
+        "d": lambda: log_decay(B, T, H, 1, D),
+        "separable": lambda: eos.Decay(k=log_decay(B, T, H, K), d=log_decay(B, T, H, D)),
+        "full": lambda: log_decay(B, T, H, K, D),
+    }[structure]()
+    return e, i, log_o, s
+
+
+def _median_time(fn, args, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _compile(fn, args):
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    seconds = time.perf_counter() - start
+    mem = compiled.memory_analysis()
+    peak = None
+    if mem is not None:
+        peak = (
+            mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+        ) / 2**20
+    return compiled, seconds, peak
+
+
+def bench_one(structure, backend, shape, repeats, max_gib):
+    B, T, H, K, D = shape
+    args = make_inputs(structure, B, T, H, K, D)
+    problem = eos.problem(*args)
+    try:
+        chosen = eos.resolve_backend(backend, problem)
+    except ValueError:
+        return None
+
+    def forward(e, i, log_o, s):
+        return eos.eos_scan(e, i, log_o, s, backend=backend)
+
+    def loss(e, i, log_o, s):
+        y, m = forward(e, i, log_o, s)
+        return jnp.sum(y) + jnp.sum(m)
+
+    fwd_bwd = jax.grad(loss, argnums=(0, 1, 2, 3))
+    row = {"structure": structure, "backend": backend, "chosen": chosen, "T": T}
+    fwd_c, compile_s, fwd_peak = _compile(forward, args)
+    bwd_c, bwd_compile_s, bwd_peak = _compile(fwd_bwd, args)
+    if bwd_peak is not None and bwd_peak > max_gib * 1024:
+        return {**row, "skip": f"needs ~{bwd_peak / 1024:.1f} GiB"}
+    row["fwd_ms"] = 1e3 * _median_time(fwd_c, args, repeats)
+    row["fwd_bwd_ms"] = 1e3 * _median_time(bwd_c, args, repeats)
+    row["compile_s"] = compile_s + bwd_compile_s
+    row["peak_mib"] = bwd_peak
+    return row
+
+
+HEADER = (
+    "| structure | backend | auto → | T | fwd ms | fwd+bwd ms | compile s | peak MiB |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|"
+)
+
+
+def format_row(r) -> str:
+    chosen = r["chosen"] if r["backend"] == "auto" else ""
+    head = f"| {r['structure']} | {r['backend']} | {chosen} | {r['T']} "
+    if "skip" in r:
+        return head + f"| skip: {r['skip']} | | | |"
+    peak = "?" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
+    return head + (f"| {r['fwd_ms']:.1f} | {r['fwd_bwd_ms']:.1f} | {r['compile_s']:.1f} | {peak} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes (smoke run)")
+    parser.add_argument("--T", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--B", type=int, default=4)
+    parser.add_argument("--H", type=int, default=4)
+    parser.add_argument("--K", type=int, default=64)
+    parser.add_argument("--D", type=int, default=64)
+    parser.add_argument("--structures", nargs="+", default=list(STRUCTURES), choices=STRUCTURES)
+    parser.add_argument("--backends", nargs="+", default=list(eos.BACKENDS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-gib", type=float, default=8.0)
+    args = parser.parse_args()
+    if args.quick:
+        args.T, args.B, args.H, args.K, args.D, args.repeats = [256, 1024], 2, 2, 32, 32, 3
+    print(
+        f"platform={jax.default_backend()} devices={len(jax.devices())} B={args.B} H={args.H} "
+        f"K={args.K} D={args.D} float32"
+    )
+    print(HEADER, flush=True)
+    for structure in args.structures:
+        for T in args.T:
+            for backend in args.backends:
+                shape = (args.B, T, args.H, args.K, args.D)
+                row = bench_one(structure, backend, shape, args.repeats, args.max_gib)
+                if row is not None:
+                    print(format_row(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
