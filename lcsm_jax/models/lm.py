@@ -1,0 +1,143 @@
+"""A causal language model: tied embeddings, N pre-LayerNorm residual blocks, final LayerNorm.
+
+The sequence mixer of every block is any catalogue entry (an EOS layer) or the softmax-attention
+baseline (which alone gets learned absolute positions); the channel mixer is a GLU MLP or the
+identity (the LCSM paper's MQAR setting).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lcsm_jax.models.attention import CausalAttention
+from lcsm_jax.models.init import INIT_STD
+from lcsm_jax.models.mlp import GLU
+
+ATTENTION = "attention"
+CHANNEL_MIXERS = ("none", "glu")
+LAYERNORM_EPS = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """Model shape. `mixer_options` are (name, value) pairs passed to `catalogue.build`."""
+
+    vocab_size: int
+    d_model: int = 128
+    num_layers: int = 2
+    mixer: str = "gla"
+    mixer_options: tuple[tuple[str, object], ...] = ()
+    channel_mixer: str = "none"
+    mlp_ratio: float = 8 / 3
+    num_heads: int = 1  # attention baseline only; EOS mixers take heads from mixer_options
+    max_len: int = 2048  # attention baseline: learned positions and KV-cache length
+    embed_dropout: float = 0.0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "d_model", "num_layers", "max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LMConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.channel_mixer not in CHANNEL_MIXERS:
+            raise ValueError(
+                f"LMConfig.channel_mixer={self.channel_mixer!r}; valid: {', '.join(CHANNEL_MIXERS)}"
+            )
+        if not 0 <= self.embed_dropout < 1:
+            raise ValueError(f"LMConfig.embed_dropout must be in [0, 1), got {self.embed_dropout}")
+
+
+def mixer_names() -> list[str]:
+    from lcsm_jax import catalogue
+
+    return [ATTENTION, *catalogue.names()]
+
+
+def make_mixer(config: LMConfig, rngs: nnx.Rngs):
+    if config.mixer == ATTENTION:
+        return CausalAttention(
+            config.d_model, num_heads=config.num_heads, max_len=config.max_len, rngs=rngs
+        )
+    from lcsm_jax import catalogue
+
+    if config.mixer not in catalogue.names():
+        raise ValueError(f"unknown model {config.mixer!r}; valid: {', '.join(mixer_names())}")
+    return catalogue.build(
+        config.mixer, embed_dim=config.d_model, rngs=rngs, **dict(config.mixer_options)
+    )
+
+
+class Block(nnx.Module):
+    """h + mixer(LN(h)), then h + MLP(LN(h)) when the channel mixer is not the identity."""
+
+    def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
+        self.norm1 = nnx.LayerNorm(config.d_model, epsilon=LAYERNORM_EPS, rngs=rngs)
+        self.mixer = make_mixer(config, rngs)
+        self.norm2 = self.mlp = None
+        if config.channel_mixer == "glu":
+            self.norm2 = nnx.LayerNorm(config.d_model, epsilon=LAYERNORM_EPS, rngs=rngs)
+            self.mlp = GLU(config.d_model, ratio=config.mlp_ratio, rngs=rngs)
+
+    def _channel(self, h):
+        return h if self.mlp is None else h + self.mlp(self.norm2(h))
+
+    def __call__(self, h_BxTxM, segment_ids=None):
+        kwargs = {} if segment_ids is None else {"segment_ids": segment_ids}
+        return self._channel(h_BxTxM + self.mixer(self.norm1(h_BxTxM), **kwargs))
+
+    def step(self, h_BxM, cache):
+        y, cache = self.mixer.step(self.norm1(h_BxM), cache)
+        return self._channel(h_BxM + y), cache
+
+
+class LanguageModel(nnx.Module):
+    """tokens [B, T] -> logits [B, T, V] (float32); `init_cache` / `step` decode token by token."""
+
+    def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        init = nnx.initializers.normal(INIT_STD)
+        self.embed = nnx.Embed(config.vocab_size, config.d_model, embedding_init=init, rngs=rngs)
+        self.pos = None
+        if config.mixer == ATTENTION:
+            self.pos = nnx.Param(init(rngs.params(), (config.max_len, config.d_model)))
+        self.dropout = nnx.Dropout(config.embed_dropout)
+        self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
+        self.norm = nnx.LayerNorm(config.d_model, epsilon=LAYERNORM_EPS, rngs=rngs)
+
+    def _positions(self, start, length: int):
+        if self.pos is None:
+            return 0
+        return jax.lax.dynamic_slice_in_dim(self.pos.value, start, length, axis=0)
+
+    def __call__(self, tokens_BxT, *, segment_ids=None, dropout_key=None):
+        """Logits [B, T, V]; embedding dropout only when a `dropout_key` is given (training)."""
+        T = tokens_BxT.shape[1]
+        if self.pos is not None and T > self.config.max_len:
+            raise ValueError(f"sequence length {T} exceeds max_len={self.config.max_len}")
+        h = self.embed(tokens_BxT)
+        if self.pos is not None:
+            h = h + self._positions(0, T)[None]
+        h = self.dropout(h, deterministic=dropout_key is None, rngs=dropout_key)
+        for block in self.blocks:
+            h = block(h, segment_ids)
+        return self.embed.attend(self.norm(h)).astype(jnp.float32)
+
+    def init_cache(self, batch_size: int):
+        return {
+            "pos": jnp.zeros((), jnp.int32),
+            "blocks": [block.mixer.init_cache(batch_size) for block in self.blocks],
+        }
+
+    def step(self, tokens_B, cache):
+        """One token per sequence: tokens [B] -> (logits [B, V], cache); O(1) per token for EOS."""
+        h = self.embed(tokens_B)
+        if self.pos is not None:
+            h = h + self._positions(cache["pos"], 1)
+        caches = []
+        for block, block_cache in zip(self.blocks, cache["blocks"], strict=True):
+            h, block_cache = block.step(h, block_cache)
+            caches.append(block_cache)
+        logits = self.embed.attend(self.norm(h)).astype(jnp.float32)
+        return logits, {"pos": cache["pos"] + 1, "blocks": caches}

@@ -1,0 +1,1 @@
+"""The training stack: sharding rules, optimizer, pure train step, checkpoints, metrics, loop."""
