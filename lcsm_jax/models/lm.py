@@ -75,7 +75,7 @@ class Block(nnx.Module):
     def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
         self.norm1 = nnx.LayerNorm(config.d_model, epsilon=LAYERNORM_EPS, rngs=rngs)
         self.mixer = make_mixer(config, rngs)
-        self.norm2 = self.mlp = None
+        self.norm2 = self.mlp = nnx.data(None)
         if config.channel_mixer == "glu":
             self.norm2 = nnx.LayerNorm(config.d_model, epsilon=LAYERNORM_EPS, rngs=rngs)
             self.mlp = GLU(config.d_model, ratio=config.mlp_ratio, rngs=rngs)
@@ -99,7 +99,7 @@ class LanguageModel(nnx.Module):
         self.config = config
         init = nnx.initializers.normal(INIT_STD)
         self.embed = nnx.Embed(config.vocab_size, config.d_model, embedding_init=init, rngs=rngs)
-        self.pos = None
+        self.pos = nnx.data(None)
         if config.mixer == ATTENTION:
             self.pos = nnx.Param(init(rngs.params(), (config.max_len, config.d_model)))
         self.dropout = nnx.Dropout(config.embed_dropout)

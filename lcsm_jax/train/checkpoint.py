@@ -41,7 +41,9 @@ class Checkpointer:
         self.manager.wait_until_finished()
         self.manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
             force=True,
         )
 
@@ -53,7 +55,9 @@ class Checkpointer:
                 raise CheckpointError(f"no checkpoint found in {self.directory}")
             step = max(steps)
         elif step not in steps:
-            raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; have {steps}")
+            raise CheckpointError(
+                f"no checkpoint for step {step} in {self.directory}; have {steps}"
+            )
         try:
             restored = self.manager.restore(
                 step,

@@ -1,0 +1,37 @@
+"""Parsing of `--config configs/x.py:key=value,key=value` arguments into a ConfigDict."""
+
+from __future__ import annotations
+
+import ast
+
+
+def apply(config, arg: str | None, aliases: dict[str, str]):
+    """Sets each `key=value` of `arg` on `config`; keys are aliases or dotted config paths."""
+    if not arg:
+        return config
+    for item in arg.split(","):
+        if "=" not in item:
+            raise ValueError(f"config override {item!r} is not of the form key=value")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        path = aliases.get(key, key)
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw  # a bare string such as model=gla
+        node = config
+        *parents, leaf = path.split(".")
+        try:
+            for parent in parents:
+                node = node[parent]
+            if leaf not in node:
+                raise KeyError(leaf)
+        except KeyError:
+            valid = sorted(aliases) + ["<any dotted config path>"]
+            raise ValueError(
+                f"unknown config override {key!r}; valid: {', '.join(valid)}"
+            ) from None
+        current = node[leaf]
+        if isinstance(current, float) and isinstance(value, int):
+            value = float(value)
+        node[leaf] = value
+    return config

@@ -1,0 +1,28 @@
+"""Train a model: `python train.py --config configs/mqar.py[:key=value,...] --workdir DIR`.
+
+Resumes from the latest checkpoint in DIR; prints the final test accuracy per slice.
+"""
+
+import json
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lcsm_jax.train import loop
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)")
+_WORKDIR = flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics, summary")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
+    summary = loop.train(_CONFIG.value, _WORKDIR.value)
+    print(json.dumps(summary, indent=2))
+    for name, acc in summary["test"].items():
+        print(f"test accuracy {name}: {acc:.4f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
