@@ -9,6 +9,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lcsm_jax.train import loop
+from lcsm_jax.train.checkpoint import CheckpointError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics, summary")
@@ -18,7 +19,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
-    summary = loop.train(_CONFIG.value, _WORKDIR.value)
+    try:
+        summary = loop.train(_CONFIG.value, _WORKDIR.value)
+    except (CheckpointError, loop.NonFiniteLossError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from err
     print(json.dumps(summary, indent=2))
     for name, acc in summary["test"].items():
         print(f"test accuracy {name}: {acc:.4f}")

@@ -42,6 +42,12 @@ class Run:
     def __init__(self, config, workdir, *, create: bool = True):
         experiment.check_task(config)
         self.config, self.workdir = config, Path(workdir)
+        self.checkpoints = Checkpointer(
+            self.workdir / "checkpoints",
+            keep=config.train.keep_checkpoints,
+            use_async=config.train.async_checkpoints,
+            create=create,
+        )
         self.task = experiment.mqar_task(config)
         self.model_config = experiment.model_config(config, self.task.vocab_size)
         seed = config.seed
@@ -63,12 +69,6 @@ class Run:
             "opt_state": abstract_opt,
             "step": jax.ShapeDtypeStruct((), jnp.int32),
         }
-        self.checkpoints = Checkpointer(
-            self.workdir / "checkpoints",
-            keep=config.train.keep_checkpoints,
-            use_async=config.train.async_checkpoints,
-            create=create,
-        )
         self.evaluator = Evaluator(
             self.params,
             self.mesh,
@@ -84,10 +84,11 @@ class Run:
 
         return jax.jit(init, out_shardings=self.state_shardings)()
 
-    def restore(self, step: int | None = None):
+    def restore(self, step: int | None = None, *, same_config: bool = True):
+        """Latest (or `step`) checkpoint; training insists on the config it was written with."""
         target = abstract_like(self.abstract_state, self.state_shardings)
         state, meta = self.checkpoints.restore(target, step)
-        if meta.get("config") != experiment.fingerprint(self.config):
+        if same_config and meta.get("config") != experiment.fingerprint(self.config):
             raise CheckpointError(
                 f"the checkpoint in {self.checkpoints.directory} was written by a different "
                 "config; use another --workdir (nothing was changed)"
