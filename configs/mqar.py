@@ -81,4 +81,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.fsdp = 1
+    c.mesh.num_devices = 0  # 0: every device of every host
     return overrides.apply(c, arg, ALIASES)

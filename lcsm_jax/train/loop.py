@@ -52,7 +52,7 @@ class Run:
         self.model_config = experiment.model_config(config, self.task.vocab_size)
         seed = config.seed
         self.params = ModelParams(lambda: LanguageModel(self.model_config, rngs=nnx.Rngs(seed)))
-        self.mesh = sharding.make_mesh(config.mesh.fsdp)
+        self.mesh = sharding.make_mesh(config.mesh.fsdp, config.mesh.get("num_devices", 0))
         self.params_shardings = sharding.tree_shardings(self.params.abstract, self.mesh)
         self.data = MQARData(self.task, config.train.batch_size)
         self.total_steps = experiment.total_steps(config, self.data.steps_per_epoch)

@@ -19,11 +19,16 @@ BATCH = P(AXES)
 MIN_SHARDED_SIZE = 2**10
 
 
-def make_mesh(fsdp: int = 1) -> Mesh:
-    n = jax.device_count()
+def make_mesh(fsdp: int = 1, num_devices: int = 0) -> Mesh:
+    """A (data, fsdp) mesh over the first `num_devices` devices (0: all, on all hosts)."""
+    devices = jax.devices()
+    if not 0 <= num_devices <= len(devices):
+        raise ValueError(f"mesh.num_devices={num_devices} must be in [0, {len(devices)}]")
+    devices = devices[:num_devices] if num_devices else devices
+    n = len(devices)
     if fsdp < 1 or n % fsdp:
         raise ValueError(f"mesh.fsdp={fsdp} must be >= 1 and divide the {n} devices")
-    return Mesh(np.array(jax.devices()).reshape(n // fsdp, fsdp), AXES)
+    return Mesh(np.array(devices).reshape(n // fsdp, fsdp), AXES)
 
 
 def leaf_spec(shape: tuple[int, ...], fsdp: int) -> P:

@@ -103,7 +103,7 @@ def make_train_step(
             key = jax.random.fold_in(jax.random.key(config.seed), state["step"])
         grads, sums = gradients(state["params"], batch, key)
         loss = sums["nll"] / jnp.maximum(sums["count"], 1)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         new = {

@@ -1,0 +1,113 @@
+"""The training loop: sharded equals single-device, exact resume after SIGKILL, clear errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from lcsm_jax.train import loop
+from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError
+from tests.train.helpers import TINY, losses, tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_fsdp_mesh_gives_the_same_losses_and_shards_params(tmp_path):
+    single = tiny_config("steps=4")
+    single.mesh.num_devices = 1
+    sharded = tiny_config("steps=4")
+    sharded.mesh.num_devices, sharded.mesh.fsdp = 8, 2
+    loop.train(single, tmp_path / "single")
+    loop.train(sharded, tmp_path / "sharded")
+    np.testing.assert_allclose(losses(tmp_path / "sharded"), losses(tmp_path / "single"), rtol=1e-4)
+
+    run = loop.Run(sharded, tmp_path / "fresh")
+    state = run.init_state()
+    embedding = state["params"]["embed"]["embedding"]
+    assert "fsdp" in embedding.sharding.spec
+    assert len(embedding.addressable_shards) == 8
+    assert embedding.addressable_shards[0].data.shape[0] * 2 == embedding.shape[0] or (
+        embedding.addressable_shards[0].data.shape[1] * 2 == embedding.shape[1]
+    )
+    mu = state["opt_state"][1][0].mu["embed"]["embedding"]
+    assert mu.sharding == embedding.sharding
+    run.checkpoints.close()
+
+
+def _train_command(workdir):
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        f"--config={ROOT}/configs/mqar.py:{TINY},steps=40",
+        "--config.data.num_train=512",
+        "--config.data.num_test=32",
+        "--config.train.save_every=5",
+        f"--workdir={workdir}",
+    ]
+
+
+def _final_params(workdir):
+    ckpt = Checkpointer(Path(workdir) / "checkpoints", create=False)
+    step = ckpt.latest_step()
+    restored = ckpt.manager.restore(step)
+    ckpt.close()
+    return step, restored["state"]["params"]
+
+
+def test_sigkill_then_restart_reaches_the_same_parameters(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    subprocess.run(_train_command(tmp_path / "straight"), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(
+        _train_command(tmp_path / "killed"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ckpts = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while not (ckpts / "10").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    assert killed_at < 40
+    subprocess.run(_train_command(tmp_path / "killed"), check=True, env=env, capture_output=True)
+    step_a, params_a = _final_params(tmp_path / "straight")
+    step_b, params_b = _final_params(tmp_path / "killed")
+    assert step_a == step_b == 40
+    jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+
+def test_unknown_model_and_invalid_mqar_setting_raise(tmp_path):
+    with pytest.raises(ValueError, match="unknown model 'nope'.*gla"):
+        loop.train(tiny_config("model=nope"), tmp_path / "a")
+    with pytest.raises(ValueError, match="even seq_len"):
+        loop.train(tiny_config("seq_len=31"), tmp_path / "b")
+
+
+def test_missing_and_corrupt_checkpoints_raise_and_nothing_is_deleted(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        loop.Run(tiny_config(), tmp_path / "missing", create=False)
+    workdir = tmp_path / "run"
+    loop.train(tiny_config("steps=2"), workdir)
+    step_dir = workdir / "checkpoints" / "2"
+    for f in (step_dir / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    before = sorted(str(p) for p in (workdir / "checkpoints").rglob("*"))
+    with pytest.raises(CheckpointError, match="could not be restored.*left untouched"):
+        loop.train(tiny_config("steps=2"), workdir)
+    assert sorted(str(p) for p in (workdir / "checkpoints").rglob("*")) == before
+
+
+def test_resuming_with_another_config_is_refused(tmp_path):
+    loop.train(tiny_config("steps=2"), tmp_path)
+    with pytest.raises(CheckpointError, match="different config"):
+        loop.train(tiny_config("steps=2,lr=0.5"), tmp_path)
