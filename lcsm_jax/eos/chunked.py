@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.eos import reference
+from lcsm_jax.eos import intra_exact, reference
 from lcsm_jax.eos.inputs import FULL, Problem
 
 DEFAULT_CHUNK = 64
@@ -131,25 +131,6 @@ def _read(x, Gk, Gd, m_prev, masks: Masks):
     return y if masks.from_prev is None else jnp.where(masks.from_prev, y, 0)
 
 
-def _sequential(m, x):
-    """The reference recurrence over one chunk [B,H,C,X] (exact for any decay strength)."""
-
-    def to_time_major(a):
-        return _opt(lambda x: jnp.swapaxes(x, 1, 2), a)
-
-    steps = reference.Step(
-        e=to_time_major(x["e"]),
-        i=to_time_major(x["i"]),
-        s=to_time_major(x["s"]),
-        lk=to_time_major(x["lk"]),
-        ld=to_time_major(x["ld"]),
-        lo=None,
-        reset=x["reset"],
-    )
-    y_BxCxHxD, m_next = reference.run_steps(m, steps)
-    return m_next, jnp.swapaxes(y_BxCxHxD, 1, 2)
-
-
 def _cumulative(x):
     def cumsum(a):
         return jnp.cumsum(a, axis=-2)
@@ -157,8 +138,12 @@ def _cumulative(x):
     return _opt(cumsum, x["lk"]), _opt(cumsum, x["ld"])
 
 
-def _all_chunks_at_once(m0, xs, direct: bool):
-    """Every chunk's matmuls batched over [N, B, H]; only the K×D carry is a scan over N."""
+def _all_chunks_at_once(m0, xs, intra: str):
+    """Every chunk's matmuls batched over [N, B, H]; only the K×D carry is a scan over N.
+
+    `intra`: "direct" (scalar or no decay), "factored" (midpoint factoring, exact while the
+    chunk's decays are moderate) or "exact" (sub-blocks, exact for any decay).
+    """
     Gk, Gd = _cumulative(xs)
     masks = _masks(xs["run"], xs["run_prev"], xs["e"].shape[-2], lead=3)
     decay, W = _write(xs, Gk, Gd, masks)
@@ -168,26 +153,11 @@ def _all_chunks_at_once(m0, xs, direct: bool):
         return (m if decay_n is None else decay_n * m) + W_n, m
 
     m_last, m_prev = jax.lax.scan(carry, m0, (decay, W))
-    return _intra(xs, Gk, Gd, masks.pair, direct) + _read(xs, Gk, Gd, m_prev, masks), m_last
-
-
-def _chunk_by_chunk(m0, xs, safe_N):
-    """Chunks in sequence; a chunk with too strong decays runs the reference recurrence."""
-
-    def one(m, x_and_safe):
-        x, safe = x_and_safe
-        Gk, Gd = _cumulative(x)
-        masks = _masks(x["run"], x["run_prev"], x["e"].shape[-2], lead=2)
-
-        def fast(m, x):
-            decay, W = _write(x, Gk, Gd, masks)
-            y = _intra(x, Gk, Gd, masks.pair, direct=False) + _read(x, Gk, Gd, m, masks)
-            return (m if decay is None else decay * m) + W, y
-
-        return jax.lax.cond(safe, fast, _sequential, m, x)
-
-    # Rematerialise each chunk in the backward pass: memory stays O(N·K·D) plus one chunk.
-    return jax.lax.scan(jax.checkpoint(one), m0, (xs, safe_N))
+    if intra == "exact":
+        y = intra_exact.intra(xs, Gk, Gd, masks.pair)
+    else:
+        y = _intra(xs, Gk, Gd, masks.pair, direct=intra == "direct")
+    return y + _read(xs, Gk, Gd, m_prev, masks), m_last
 
 
 def _safe_chunks(xs):
@@ -224,16 +194,14 @@ def scan(p: Problem, chunk_size: int | None = None):
     m0 = reference.initial_memory(p)
     direct = p.ld is None and (p.lk is None or p.lk.shape[-1] == 1)
     if direct:
-        y_NxBxHxCxD, m_last = _all_chunks_at_once(m0, xs, direct=True)
+        y_NxBxHxCxD, m_last = _all_chunks_at_once(m0, xs, "direct")
     else:
-        safe_N = _safe_chunks(xs)
         y_NxBxHxCxD, m_last = jax.lax.cond(
-            jnp.all(safe_N),
-            lambda m, x, _: _all_chunks_at_once(m, x, direct=False),
-            lambda m, x, safe: _chunk_by_chunk(m, x, safe)[::-1],
+            jnp.all(_safe_chunks(xs)),
+            lambda m, x: _all_chunks_at_once(m, x, "factored"),
+            lambda m, x: _all_chunks_at_once(m, x, "exact"),
             m0,
             xs,
-            safe_N,
         )
     y_BxTxHxD = y_NxBxHxCxD.transpose(1, 0, 3, 2, 4).reshape(B, n * C, H, D)[:, :T]
     return y_BxTxHxD, m_last
