@@ -29,6 +29,7 @@ ALIASES = {
     "steps": "train.num_steps",
     "seed": "seed",
     "fsdp": "mesh.fsdp",
+    "conv": "model.short_conv",
 }
 
 
@@ -56,6 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.num_heads = 1
     c.model.max_len = 2048
     c.model.embed_dropout = 0.0
+    c.model.short_conv = 0
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 3e-3

@@ -6,6 +6,8 @@ Every backend is a pure function `scan(problem, chunk_size) -> (y, final_memory)
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -86,8 +88,16 @@ def eos_scan(
         raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
     name = resolve_backend(backend, problem)
+    arrays = problem._replace(structure=None, out_dtype=None)
+    return _run(arrays, name, chunk_size, problem.structure, jnp.dtype(problem.out_dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _run(arrays: inputs.Problem, name, chunk_size, structure, out_dtype):
+    """Jitted so that eager calls reuse compiled backends (inside an outer jit it is inlined)."""
+    problem = arrays._replace(structure=structure, out_dtype=out_dtype)
     y, m = _BACKENDS[name](problem, chunk_size)
-    return y.astype(problem.out_dtype), m
+    return y.astype(out_dtype), m
 
 
 def _add_time_axis(x, rank: int):

@@ -94,7 +94,9 @@ def _intra(x, Gk, Gd, mask, direct: bool):
     mid = x["e"].shape[-2] // 2
 
     def center(G):
-        return G - G[..., mid : mid + 1, :]
+        # The centre cancels in exp(g_t)·exp(-g_j); stopping its gradient keeps rounding from
+        # leaking gradient to steps after t (exact causality of the gradient).
+        return G - jax.lax.stop_gradient(G[..., mid : mid + 1, :])
 
     gk, gd = _opt(center, Gk), _opt(center, Gd)
     q = x["s"] if gk is None else x["s"] * jnp.exp(gk)

@@ -10,6 +10,7 @@ factoring of `chunked._intra`, which is used instead whenever it is exact.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from lcsm_jax.eos.reference import PRECISION
@@ -30,7 +31,8 @@ def _blocks(a, n: int, c: int):
 
 def _boundaries(G, n: int, c: int):
     """R_p: G at the end of block p-1 ([..., n, X]); R_0 = 0 (no earlier block)."""
-    ends = _blocks(G, n, c)[..., :-1, -1, :]
+    # R_p cancels in exp(G_t - R_p)·exp(R_p - G_j): no gradient through it.
+    ends = jax.lax.stop_gradient(_blocks(G, n, c)[..., :-1, -1, :])
     return jnp.concatenate([jnp.zeros_like(ends[..., :1, :]), ends], axis=-2)
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcsm_jax.models.attention import CausalAttention
+from lcsm_jax.models.conv import ShortConv
 from lcsm_jax.models.init import INIT_STD
 from lcsm_jax.models.mlp import GLU
 
@@ -36,6 +37,7 @@ class LMConfig:
     num_heads: int = 1  # attention baseline only; EOS mixers take heads from mixer_options
     max_len: int = 2048  # attention baseline: learned positions and KV-cache length
     embed_dropout: float = 0.0
+    short_conv: int = 0  # kernel of a causal depthwise conv before each mixer (0: none)
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "num_layers", "max_len"):
@@ -45,6 +47,8 @@ class LMConfig:
             raise ValueError(
                 f"LMConfig.channel_mixer={self.channel_mixer!r}; valid: {', '.join(CHANNEL_MIXERS)}"
             )
+        if self.short_conv < 0:
+            raise ValueError(f"LMConfig.short_conv must be >= 0, got {self.short_conv}")
         if not 0 <= self.embed_dropout < 1:
             raise ValueError(f"LMConfig.embed_dropout must be in [0, 1), got {self.embed_dropout}")
 
@@ -74,6 +78,9 @@ class Block(nnx.Module):
 
     def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
         self.norm1 = nnx.LayerNorm(config.d_model, epsilon=LAYERNORM_EPS, rngs=rngs)
+        self.conv = nnx.data(None)
+        if config.short_conv:
+            self.conv = ShortConv(config.d_model, config.short_conv, rngs=rngs)
         self.mixer = make_mixer(config, rngs)
         self.norm2 = self.mlp = nnx.data(None)
         if config.channel_mixer == "glu":
@@ -85,11 +92,21 @@ class Block(nnx.Module):
 
     def __call__(self, h_BxTxM, segment_ids=None):
         kwargs = {} if segment_ids is None else {"segment_ids": segment_ids}
-        return self._channel(h_BxTxM + self.mixer(self.norm1(h_BxTxM), **kwargs))
+        x = self.norm1(h_BxTxM)
+        if self.conv is not None:
+            x = self.conv(x, segment_ids)
+        return self._channel(h_BxTxM + self.mixer(x, **kwargs))
+
+    def init_cache(self, batch_size: int, embed_dim: int):
+        conv = None if self.conv is None else self.conv.init_cache(batch_size, embed_dim)
+        return {"conv": conv, "mixer": self.mixer.init_cache(batch_size)}
 
     def step(self, h_BxM, cache):
-        y, cache = self.mixer.step(self.norm1(h_BxM), cache)
-        return self._channel(h_BxM + y), cache
+        x, conv = self.norm1(h_BxM), cache["conv"]
+        if self.conv is not None:
+            x, conv = self.conv.step(x, conv)
+        y, mixer = self.mixer.step(x, cache["mixer"])
+        return self._channel(h_BxM + y), {"conv": conv, "mixer": mixer}
 
 
 class LanguageModel(nnx.Module):
@@ -127,7 +144,7 @@ class LanguageModel(nnx.Module):
     def init_cache(self, batch_size: int):
         return {
             "pos": jnp.zeros((), jnp.int32),
-            "blocks": [block.mixer.init_cache(batch_size) for block in self.blocks],
+            "blocks": [block.init_cache(batch_size, self.config.d_model) for block in self.blocks],
         }
 
     def step(self, tokens_B, cache):

@@ -53,6 +53,7 @@ def model_config(config, vocab_size: int) -> LMConfig:
         num_heads=m.get("num_heads", 1),
         max_len=m.get("max_len", 2048),
         embed_dropout=m.get("embed_dropout", 0.0),
+        short_conv=m.get("short_conv", 0),
     )
 
 
