@@ -13,9 +13,10 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# The main job. Until MQAR training lands this is the EOS backend benchmark.
+# The main job: MQAR training on the default config (resumes if runs/mqar exists), then the
+# test accuracy per slice.
 run: setup
-	$(BIN)/python benchmarks/eos_backends.py --quick
+	$(BIN)/python train.py --config configs/mqar.py --workdir runs/mqar
 
 bench: setup
 	$(BIN)/python benchmarks/eos_backends.py

@@ -7,9 +7,13 @@
 
 Defaults are smaller than the LCSM paper's grid (configs/mqar_paper.py) so that the default run
 reaches test accuracy >= 0.99 at (seq_len 64, num_kv 4) in minutes on a 2-core CPU: vocabulary 512
-instead of 8192, 20k training examples instead of 100k, 1k test examples instead of 3k. The model
-follows the paper's MQAR setting: 2 blocks, no channel mixer, no positional embedding, tied
-embeddings, N(0, 0.02²) init, AdamW with weight decay 0.1.
+instead of 8192, 20k training examples instead of 100k, 1k test examples instead of 3k, batch 64
+instead of 512. The mixer is GLA (an EOS layer: data-dependent K-wise decay) behind a causal short
+convolution of width 4, as in the published GLA/Mamba/HGRN2 blocks; without it (short_conv=0, the
+paper's bare EOS layer) recall is learnt far more slowly on this budget (test accuracy about 0.5
+after 2.5k steps). The rest follows the paper's MQAR setting: 2 blocks, no channel mixer, no
+positional embedding, tied embeddings, N(0, 0.02²) init, AdamW with weight decay 0.1, no warmup,
+cosine decay, early stop at accuracy 0.99.
 """
 
 import ml_collections
@@ -57,7 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.num_heads = 1
     c.model.max_len = 2048
     c.model.embed_dropout = 0.0
-    c.model.short_conv = 0
+    c.model.short_conv = 4
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 3e-3
@@ -73,7 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.num_steps = 0  # 0: num_epochs over the training set
     c.train.grad_accum = 1
     c.train.compute_dtype = "float32"
-    c.train.eval_every = 250
+    c.train.eval_every = 100
     c.train.eval_batch_size = 256
     c.train.log_every = 25
     c.train.save_every = 500
