@@ -33,7 +33,8 @@ def _boundaries(G, n: int, c: int):
     """R_p: G at the end of block p-1 ([..., n, X]); R_0 = 0 (no earlier block)."""
     # R_p cancels in exp(G_t - R_p)·exp(R_p - G_j): no gradient through it.
     ends = jax.lax.stop_gradient(_blocks(G, n, c)[..., :-1, -1, :])
-    return jnp.concatenate([jnp.zeros_like(ends[..., :1, :]), ends], axis=-2)
+    first = jnp.zeros(ends.shape[:-2] + (1, ends.shape[-1]), ends.dtype)
+    return jnp.concatenate([first, ends], axis=-2)
 
 
 def _direct(G_b, mask_b):

@@ -118,28 +118,42 @@ def make_case(
     return Case(e, i, log_o, s, m0, ids, dense)
 
 
-def scan_fn(log_o, *, wrap=lambda f: f, **kwargs):
-    """`eos_scan` as f(e, i, log_o, s, initial_state, segment_ids), wrapped (e.g. jitted).
+def case_args(case: Case) -> tuple:
+    """(e, i, log_o, s, initial_state, segment_ids) with a Python-0 log_o as None."""
+    log_o = None if isinstance(case.log_o, int) else case.log_o
+    return case.e, case.i, log_o, case.s, case.initial_state, case.segment_ids
 
-    A Python-0 log_o is closed over: tracing it would turn it into an int32 array.
+
+def scan_fn(log_o, **kwargs):
+    """`eos_scan` as f(e, i, log_o, s, initial_state, segment_ids).
+
+    A Python-0 `log_o` is closed over and the argument ignored: tracing 0 would make it an int32
+    array, which is (rightly) rejected.
     """
-    if isinstance(log_o, int):
+    zero = isinstance(log_o, int)
 
-        def f(e, i, _, s, m0, ids):
-            return eos.eos_scan(e, i, 0, s, initial_state=m0, segment_ids=ids, **kwargs)
+    def f(e, i, lo, s, m0, ids):
+        lo = 0 if zero else lo
+        return eos.eos_scan(e, i, lo, s, initial_state=m0, segment_ids=ids, **kwargs)
 
-    else:
-
-        def f(e, i, lo, s, m0, ids):
-            return eos.eos_scan(e, i, lo, s, initial_state=m0, segment_ids=ids, **kwargs)
-
-    g = wrap(f)
-    return lambda e, i, lo, s, m0, ids: g(e, i, None if isinstance(lo, int) else lo, s, m0, ids)
+    return f
 
 
-def run_case(case: Case, backend: str, *, wrap=lambda f: f, chunk_size: int | None = C):
-    fn = scan_fn(case.log_o, wrap=wrap, backend=backend, chunk_size=chunk_size)
-    return fn(case.e, case.i, case.log_o, case.s, case.initial_state, case.segment_ids)
+def run_cases(cases, backend: str, *, wrap=jax.jit, chunk_size: int | None = C):
+    """[(y, final_state)] for every case, all under one `wrap` (one compilation when jitted).
+
+    Tracing many small problems into one program compiles about 5x faster than one by one.
+    """
+    fns = [scan_fn(c.log_o, backend=backend, chunk_size=chunk_size) for c in cases]
+
+    def run_all(args):
+        return [fn(*a) for fn, a in zip(fns, args, strict=True)]
+
+    return wrap(run_all)([case_args(c) for c in cases])
+
+
+def run_case(case: Case, backend: str, **kwargs):
+    return run_cases([case], backend, **kwargs)[0]
 
 
 def assert_close(actual, expected, *, rtol: float, atol: float = 1e-6, what: str = ""):

@@ -95,5 +95,3 @@ def test_entry(name):
     chex.assert_tree_all_finite(leaves)
     assert all(np.any(np.asarray(g) != 0) for g in leaves), "a parameter gets no gradient"
     _check_causal(np.asarray(jac))
-
-
