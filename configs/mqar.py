@@ -6,14 +6,21 @@
     python eval.py --config configs/mqar.py --workdir runs/mqar
 
 Defaults are smaller than the LCSM paper's grid (configs/mqar_paper.py) so that the default run
-reaches test accuracy >= 0.99 at (seq_len 64, num_kv 4) in minutes on a 2-core CPU: vocabulary 512
-instead of 8192, 20k training examples instead of 100k, 1k test examples instead of 3k, batch 64
-instead of 512. The mixer is GLA (an EOS layer: data-dependent K-wise decay) behind a causal short
-convolution of width 4, as in the published GLA/Mamba/HGRN2 blocks; without it (short_conv=0, the
-paper's bare EOS layer) recall is learnt far more slowly on this budget (test accuracy about 0.5
-after 2.5k steps). The rest follows the paper's MQAR setting: 2 blocks, no channel mixer, no
-positional embedding, tied embeddings, N(0, 0.02²) init, AdamW with weight decay 0.1, no warmup,
-cosine decay, early stop at accuracy 0.99.
+reaches test accuracy >= 0.99 at (seq_len 64, num_kv 4) in minutes on a 2-core CPU: vocabulary
+512 instead of 8192, 50k training examples instead of 100k, 1k test examples instead of 3k,
+batch 64 instead of 512, 3000 steps (about 4 epochs) with 100 warmup steps at lr 1e-2.
+
+The mixer is GLA (an EOS layer: data-dependent K-wise decay) behind a causal short convolution of
+width 4, as in the published GLA/Mamba/HGRN2 blocks; without it (short_conv=0, the paper's bare
+EOS layer) recall is learnt far more slowly on this budget (test accuracy about 0.5 after 2.5k
+steps). The rest follows the paper's MQAR setting: 2 blocks, no channel mixer, no positional
+embedding, tied embeddings, N(0, 0.02²) init, AdamW with weight decay 0.1, cosine decay, early
+stop at accuracy 0.99.
+
+Measured on the 2-core CPU (shared with other jobs): test accuracy 0.991 at step 2500 (early
+stop) in about 6 minutes. MQAR training sits on a plateau at accuracy 0.25 before recall is
+learnt; when it leaves depends on the lr schedule and the data (with 20k examples the same model
+stalled there for 1.5k steps).
 """
 
 import ml_collections
@@ -46,7 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.vocab_size = 512
     c.data.seq_len = 64
     c.data.num_kv = 4
-    c.data.num_train = 20_000
+    c.data.num_train = 50_000
     c.data.num_test = 1_000
     c.data.power_a = 0.01
     c.data.random_non_queries = False
@@ -64,9 +71,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.short_conv = 4
 
     c.optim = ml_collections.ConfigDict()
-    c.optim.lr = 3e-3
+    c.optim.lr = 1e-2
     c.optim.weight_decay = 0.1
-    c.optim.warmup_steps = 0
+    c.optim.warmup_steps = 100
     c.optim.b1 = 0.9
     c.optim.b2 = 0.98
     c.optim.clip_norm = 1.0
@@ -74,7 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64
     c.train.num_epochs = 8
-    c.train.num_steps = 0  # 0: num_epochs over the training set
+    c.train.num_steps = 3000  # 0: num_epochs over the training set
     c.train.grad_accum = 1
     c.train.compute_dtype = "float32"
     c.train.eval_every = 100
