@@ -19,13 +19,14 @@ class ShortConv(nnx.Module):
 
     def __call__(self, x_BxTxM, segment_ids=None):
         T = x_BxTxM.shape[1]
-        y = x_BxTxM * self.weight.value[0]
+        w_KxM = self.weight.value
+        y = x_BxTxM * w_KxM[0][None, None]
         for shift in range(1, min(self.kernel_size, T)):
             past = jnp.pad(x_BxTxM, ((0, 0), (shift, 0), (0, 0)))[:, :T]
             if segment_ids is not None:  # no mixing across packed sequences
                 same = jnp.pad(segment_ids, ((0, 0), (shift, 0)), constant_values=-1)[:, :T]
                 past = jnp.where((same == segment_ids)[..., None], past, 0)
-            y = y + past * self.weight.value[shift]
+            y = y + past * w_KxM[shift][None, None]
         return y
 
     def init_cache(self, batch_size: int, embed_dim: int):

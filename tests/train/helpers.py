@@ -17,6 +17,7 @@ def tiny_config(extra: str = ""):
     config.data.num_test = 32
     config.train.eval_every = 1000
     config.train.log_every = 1
+    config.optim.warmup_steps = 0
     return config
 
 

@@ -48,6 +48,7 @@ def _train_command(workdir):
         "--config.data.num_train=512",
         "--config.data.num_test=32",
         "--config.train.save_every=5",
+        "--config.optim.warmup_steps=0",
         f"--workdir={workdir}",
     ]
 
