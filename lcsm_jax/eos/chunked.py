@@ -28,7 +28,7 @@ DEFAULT_CHUNK = 64
 # exp(±30) keeps every factored product far from float32 overflow and costs < 4e-6 relative error.
 SAFE_EXPONENT = 30.0
 PRECISION = reference.PRECISION
-_MASKED_LOG = -1e4  # exp() of it is exactly 0 in float32; finite, so gradients stay finite
+MASKED_LOG = -1e4  # exp() of it is exactly 0 in float32; finite, so gradients stay finite
 
 
 def supports(p: Problem) -> str | None:
@@ -88,7 +88,7 @@ def _intra(x, Gk, Gd, mask, direct: bool):
         A = _einsum("...tk,...jk->...tj", x["s"], x["e"])
         if Gk is not None:
             g = Gk[..., 0]
-            A = A * jnp.exp(jnp.where(mask, g[..., :, None] - g[..., None, :], _MASKED_LOG))
+            A = A * jnp.exp(jnp.where(mask, g[..., :, None] - g[..., None, :], MASKED_LOG))
         return _einsum("...tj,...jd->...td", jnp.where(mask, A, 0), x["i"])
     # exp(G_t - G_j) = exp(g_t)·exp(-g_j) with g = G - G_mid: exact while |g| stays small.
     mid = x["e"].shape[-2] // 2
@@ -140,6 +140,67 @@ def _cumulative(x):
     return _opt(cumsum, x["lk"]), _opt(cumsum, x["ld"])
 
 
+def _combine(left, right):
+    a1, b1 = left
+    a2, b2 = right
+    return a1 * a2, a2 * b1 + b2
+
+
+def _carry(m0, decay, W_N):
+    """Memory entering each chunk ([N,B,H,K,D]) and after the last one, by an associative scan
+    over chunks (a sequential scan that stacks N states is several times slower on CPU)."""
+    if decay is None:
+        decay = jnp.ones((1,) * W_N.ndim, W_N.dtype)
+    decay = jnp.broadcast_to(decay, (W_N.shape[0],) + decay.shape[1:])
+    W_N = W_N.at[0].add(decay[0] * m0)
+    _, m_after = jax.lax.associative_scan(_combine, (decay, W_N), axis=0)
+    return jnp.concatenate([m0[None], m_after[:-1]], axis=0), m_after[-1]
+
+
+CARRY_GROUP = 64  # chunks per masked matmul of the carry; groups are chained the same way
+
+
+def _grouped_carry(m0_S, log_decay_S, W_S):
+    """For S independent groups of G chunks: the memory before each chunk and after the group,
+    [S, G+1, B, H, K, D] = Σ_{k<n} exp(L_{n-1} - L_k) W_k + exp(L_{n-1}) m0 (every exponent ≤ 0)."""
+    G = W_S.shape[1]
+    L = jnp.cumsum(log_decay_S, axis=1)  # [S, G, b, h, K|1]
+    L_before = jnp.concatenate([jnp.zeros_like(L[:, :1]), L], axis=1)  # L_{n-1}, n = 0..G
+    earlier = jnp.arange(G)[None, :] < jnp.arange(G + 1)[:, None]
+    earlier = earlier.reshape(1, G + 1, G, 1, 1, 1)
+    weights = jnp.exp(jnp.where(earlier, L_before[:, :, None] - L[:, None], MASKED_LOG))
+    if weights.shape[-1] == 1:
+        m_all = _einsum("snkbh,skbhrd->snbhrd", weights[..., 0], W_S)
+    else:
+        m_all = _einsum("snkbhr,skbhrd->snbhrd", weights, W_S)
+    return m_all + jnp.exp(L_before)[..., None] * m0_S[:, None]
+
+
+def _carry_by_matmul(m0, log_decay, W_N):
+    """As `_carry`, for row-wise (scalar or K-wise) chunk decays and no restarts, by masked
+    matmuls over the chunk axis: within groups of CARRY_GROUP chunks, then across the groups, so
+    the cost stays linear in the number of chunks."""
+    N = W_N.shape[0]
+    if N <= CARRY_GROUP:
+        m_all = _grouped_carry(m0[None], log_decay[None], W_N[None])[0]
+        return m_all[:N], m_all[N]
+    G = CARRY_GROUP
+    S = -(-N // G)
+
+    def grouped(x):  # padded chunks: no decay (log 0) and no write
+        x = jnp.pad(x, ((0, S * G - N),) + ((0, 0),) * (x.ndim - 1))
+        return x.reshape((S, G) + x.shape[1:])
+
+    log_decay = jnp.broadcast_to(log_decay, (N,) + log_decay.shape[1:])
+    log_decay_S, W_S = grouped(log_decay), grouped(W_N)
+    inner = _grouped_carry(jnp.zeros((S,) + m0.shape, m0.dtype), log_decay_S, W_S)
+    outer = _grouped_carry(m0[None], jnp.sum(log_decay_S, axis=1)[None], inner[None, :, G])[0]
+    L_before = jnp.cumsum(log_decay_S, axis=1)
+    L_before = jnp.concatenate([jnp.zeros_like(L_before[:, :1]), L_before[:, :-1]], axis=1)
+    m_prev = inner[:, :G] + jnp.exp(L_before)[..., None] * outer[:S, None]
+    return m_prev.reshape((S * G,) + m0.shape)[:N], outer[S]
+
+
 def _all_chunks_at_once(m0, xs, intra: str):
     """Every chunk's matmuls batched over [N, B, H]; only the K×D carry is a scan over N.
 
@@ -150,11 +211,11 @@ def _all_chunks_at_once(m0, xs, intra: str):
     masks = _masks(xs["run"], xs["run_prev"], xs["e"].shape[-2], lead=3)
     decay, W = _write(xs, Gk, Gd, masks)
 
-    def carry(m, inputs):
-        decay_n, W_n = inputs
-        return (m if decay_n is None else decay_n * m) + W_n, m
-
-    m_last, m_prev = jax.lax.scan(carry, m0, (decay, W))
+    if Gd is None and masks.keep_prev is None:
+        log_decay = jnp.zeros((W.shape[0], 1, 1, 1), W.dtype) if Gk is None else Gk[..., -1, :]
+        m_prev, m_last = _carry_by_matmul(m0, log_decay, W)
+    else:
+        m_prev, m_last = _carry(m0, decay, W)
     if intra == "exact":
         y = intra_exact.intra(xs, Gk, Gd, masks.pair)
     else:
@@ -201,7 +262,8 @@ def scan(p: Problem, chunk_size: int | None = None):
         y_NxBxHxCxD, m_last = jax.lax.cond(
             jnp.all(_safe_chunks(xs)),
             lambda m, x: _all_chunks_at_once(m, x, "factored"),
-            lambda m, x: _all_chunks_at_once(m, x, "exact"),
+            # Rematerialised: its residuals would otherwise be kept next to the fast path's.
+            jax.checkpoint(lambda m, x: _all_chunks_at_once(m, x, "exact")),
             m0,
             xs,
         )
