@@ -201,11 +201,13 @@ def _carry_by_matmul(m0, log_decay, W_N):
     return m_prev.reshape((S * G,) + m0.shape)[:N], outer[S]
 
 
-def _all_chunks_at_once(m0, xs, intra: str):
-    """Every chunk's matmuls batched over [N, B, H]; only the K×D carry is a scan over N.
+def _all_chunks_at_once(m0, xs):
+    """Every chunk's work batched over [N, B, H]: intra-chunk outputs, chunk writes, the carry
+    across chunks (masked matmuls) and the reads of the carried memory.
 
-    `intra`: "direct" (scalar or no decay), "factored" (midpoint factoring, exact while the
-    chunk's decays are moderate) or "exact" (sub-blocks, exact for any decay).
+    Intra-chunk decays: scalar (or none) ones are formed directly; otherwise the midpoint
+    factoring is used when exact for every chunk, else the sub-block path (exact for any decay),
+    chosen at run time by one `lax.cond` around the intra term alone.
     """
     Gk, Gd = _cumulative(xs)
     masks = _masks(xs["run"], xs["run_prev"], xs["e"].shape[-2], lead=3)
@@ -216,17 +218,26 @@ def _all_chunks_at_once(m0, xs, intra: str):
         m_prev, m_last = _carry_by_matmul(m0, log_decay, W)
     else:
         m_prev, m_last = _carry(m0, decay, W)
-    if intra == "exact":
-        y = intra_exact.intra(xs, Gk, Gd, masks.pair)
+    if Gd is None and (Gk is None or Gk.shape[-1] == 1):
+        y = _intra(xs, Gk, Gd, masks.pair, direct=True)
     else:
-        y = _intra(xs, Gk, Gd, masks.pair, direct=intra == "direct")
+        y = jax.lax.cond(
+            jnp.all(_safe_chunks(Gk, Gd)),
+            lambda *a: _intra(*a, direct=False),
+            # Rematerialised: its residuals would otherwise be kept next to the fast path's.
+            jax.checkpoint(intra_exact.intra),
+            xs,
+            Gk,
+            Gd,
+            masks.pair,
+        )
     return y + _read(xs, Gk, Gd, m_prev, masks), m_last
 
 
-def _safe_chunks(xs):
+def _safe_chunks(Gk, Gd):
     """[N] bool: the factored form is exact (|G - G_mid| ≤ SAFE_EXPONENT) in each chunk."""
-    spread = jnp.zeros(xs["e"].shape[0], jnp.float32)
-    for G in _cumulative(xs):
+    spread = 0.0
+    for G in (Gk, Gd):
         if G is not None:
             g = jnp.real(G)
             g = jnp.abs(g - g[..., g.shape[-2] // 2 : g.shape[-2] // 2 + 1, :])
@@ -254,18 +265,6 @@ def scan(p: Problem, chunk_size: int | None = None):
         xs["run"] = run.reshape(B, n, C).transpose(1, 0, 2)
         xs["run_prev"] = jnp.concatenate([jnp.zeros((1, B), jnp.int32), xs["run"][:-1, :, -1]])
 
-    m0 = reference.initial_memory(p)
-    direct = p.ld is None and (p.lk is None or p.lk.shape[-1] == 1)
-    if direct:
-        y_NxBxHxCxD, m_last = _all_chunks_at_once(m0, xs, "direct")
-    else:
-        y_NxBxHxCxD, m_last = jax.lax.cond(
-            jnp.all(_safe_chunks(xs)),
-            lambda m, x: _all_chunks_at_once(m, x, "factored"),
-            # Rematerialised: its residuals would otherwise be kept next to the fast path's.
-            jax.checkpoint(lambda m, x: _all_chunks_at_once(m, x, "exact")),
-            m0,
-            xs,
-        )
+    y_NxBxHxCxD, m_last = _all_chunks_at_once(reference.initial_memory(p), xs)
     y_BxTxHxD = y_NxBxHxCxD.transpose(1, 0, 3, 2, 4).reshape(B, n * C, H, D)[:, :T]
     return y_BxTxHxD, m_last
