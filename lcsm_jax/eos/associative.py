@@ -14,7 +14,8 @@ from lcsm_jax.eos.inputs import Problem
 from lcsm_jax.eos.reference import oscillation, read
 
 
-def _combine(left, right):
+def combine(left, right):
+    """(a1, b1) ∘ (a2, b2): apply step 1, then step 2."""
     a1, b1 = left
     a2, b2 = right
     return a1 * a2, a2 * b1 + b2
@@ -34,7 +35,7 @@ def scan(p: Problem, chunk_size: int | None = None):
     if p.m0 is not None:
         first = a[:, 0] * p.m0 + b_BxTxHxKxD[:, 0]
         b_BxTxHxKxD = b_BxTxHxKxD.at[:, 0].set(first)
-    _, m_BxTxHxKxD = jax.lax.associative_scan(_combine, (a, b_BxTxHxKxD), axis=1)
+    _, m_BxTxHxKxD = jax.lax.associative_scan(combine, (a, b_BxTxHxKxD), axis=1)
     # read() is written for one step; the time axis rides along as a batch axis.
     y_BxTxHxD = jax.vmap(read, in_axes=(None if p.s.shape[1] == 1 else 1, 1), out_axes=1)(
         p.s[:, 0] if p.s.shape[1] == 1 else p.s, m_BxTxHxKxD

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.eos import intra_exact, reference
+from lcsm_jax.eos import associative, intra_exact, reference
 from lcsm_jax.eos.inputs import FULL, Problem
 
 DEFAULT_CHUNK = 64
@@ -140,12 +140,6 @@ def _cumulative(x):
     return _opt(cumsum, x["lk"]), _opt(cumsum, x["ld"])
 
 
-def _combine(left, right):
-    a1, b1 = left
-    a2, b2 = right
-    return a1 * a2, a2 * b1 + b2
-
-
 def _carry(m0, decay, W_N):
     """Memory entering each chunk ([N,B,H,K,D]) and after the last one, by an associative scan
     over chunks (a sequential scan that stacks N states is several times slower on CPU)."""
@@ -153,7 +147,7 @@ def _carry(m0, decay, W_N):
         decay = jnp.ones((1,) * W_N.ndim, W_N.dtype)
     decay = jnp.broadcast_to(decay, (W_N.shape[0],) + decay.shape[1:])
     W_N = W_N.at[0].add(decay[0] * m0)
-    _, m_after = jax.lax.associative_scan(_combine, (decay, W_N), axis=0)
+    _, m_after = jax.lax.associative_scan(associative.combine, (decay, W_N), axis=0)
     return jnp.concatenate([m0[None], m_after[:-1]], axis=0), m_after[-1]
 
 
