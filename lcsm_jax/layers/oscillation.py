@@ -82,8 +82,10 @@ class _Learnable(Oscillation):
         if self.learned:
             self.p = normal_param(spec, rngs, (dims.H, *self._shape()))
 
+    AXES: tuple[str, ...] = ()  # the parameter's axes, "K" and/or "D" (set by each o_type)
+
     def _shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        return tuple(getattr(self.dims, axis) for axis in self.AXES)
 
     def log_decay_HxN(self) -> jax.Array:
         """[H, *shape] (learned) or [1, *shape] (hand-crafted, shared by the heads) log o."""
@@ -99,8 +101,7 @@ class O0(_Learnable):
 
     STRUCTURE = "full"
 
-    def _shape(self):
-        return (self.dims.K, self.dims.D)
+    AXES = ("K", "D")
 
     def __call__(self, x_BxTxM, terms, ctx):
         return terms._replace(log_o=self.log_decay_HxN()[None, None])
@@ -111,8 +112,7 @@ class O4(_Learnable):
 
     STRUCTURE = "k"
 
-    def _shape(self):
-        return (self.dims.K,)
+    AXES = ("K",)
 
     def __call__(self, x_BxTxM, terms, ctx):
         return terms._replace(log_o=eos.Decay(k=self.log_decay_HxN()[None, None]))
@@ -123,8 +123,7 @@ class O5(_Learnable):
 
     STRUCTURE = "d"
 
-    def _shape(self):
-        return (self.dims.D,)
+    AXES = ("D",)
 
     def __call__(self, x_BxTxM, terms, ctx):
         return terms._replace(log_o=eos.Decay(d=self.log_decay_HxN()[None, None]))
@@ -183,67 +182,54 @@ class _ProjectedTimesParam(_Projected):
 
     STRUCTURE = "full"
 
+    PARAM_AXES: tuple[str, ...] = ()  # axes of P, "K" and/or "D" (set by each o_type)
+
     def __init__(self, dims, spec, *, rngs):
         super().__init__(dims, spec, rngs=rngs)
-        self.p = normal_param(spec, rngs, (dims.H, *self._param_shape()))
-
-    def _param_shape(self):
-        raise NotImplementedError
-
-    def _argument(self, z, p):
-        raise NotImplementedError
+        shape = tuple(getattr(dims, axis) for axis in self.PARAM_AXES)
+        self.p = normal_param(spec, rngs, (dims.H, *shape))
 
     def __call__(self, x_BxTxM, terms, ctx):
-        p = self.p[...].astype(jnp.float32)[None, None]
-        return terms._replace(log_o=log_g(self._argument(self.z(x_BxTxM), p), self.tau))
+        p = _on_grid(self.p[...].astype(jnp.float32)[None, None], self.PARAM_AXES)
+        z = _on_grid(self.z(x_BxTxM), (self.AXIS.upper(),))
+        return terms._replace(log_o=log_g(z * p, self.tau))
+
+
+def _on_grid(x, axes: tuple[str, ...]):
+    """x with trailing axes `axes` placed on the [K, D] grid (a missing axis gets size 1)."""
+    if axes == ("K",):
+        return x[..., :, None]
+    if axes == ("D",):
+        return x[..., None, :]
+    return x
 
 
 class O6(_ProjectedTimesParam):
     """o = g((W x)_k[:, None] · P), P in K×D."""
 
     AXIS = "k"
-
-    def _param_shape(self):
-        return (self.dims.K, self.dims.D)
-
-    def _argument(self, z, p):
-        return z[..., :, None] * p
+    PARAM_AXES = ("K", "D")
 
 
 class O7(_ProjectedTimesParam):
     """o = g((W x)_d[None, :] · P), P in K×D."""
 
     AXIS = "d"
-
-    def _param_shape(self):
-        return (self.dims.K, self.dims.D)
-
-    def _argument(self, z, p):
-        return z[..., None, :] * p
+    PARAM_AXES = ("K", "D")
 
 
 class O8(_ProjectedTimesParam):
     """o = g(P_k[:, None] · (W x)_d[None, :])."""
 
     AXIS = "d"
-
-    def _param_shape(self):
-        return (self.dims.K,)
-
-    def _argument(self, z, p):
-        return p[..., :, None] * z[..., None, :]
+    PARAM_AXES = ("K",)
 
 
 class O9(_ProjectedTimesParam):
     """o = g((W x)_k[:, None] · P_d[None, :])."""
 
     AXIS = "k"
-
-    def _param_shape(self):
-        return (self.dims.D,)
-
-    def _argument(self, z, p):
-        return z[..., :, None] * p[..., None, :]
+    PARAM_AXES = ("D",)
 
 
 class O10(Oscillation):
