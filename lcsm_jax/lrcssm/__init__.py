@@ -1,0 +1,26 @@
+"""LrcSSM (Farsang et al., arXiv 2505.21717): the LRC cell, its parallel Newton solve on the EOS
+scan, and the time-series classification network."""
+
+from lcsm_jax.lrcssm.cell import InputLrcParams, LrcParams, init_input_params, init_params, rollout
+from lcsm_jax.lrcssm.solver import (
+    NotConvergedError,
+    SolveInfo,
+    SolverConfig,
+    check,
+    solve,
+    solve_input_only,
+)
+
+__all__ = [
+    "InputLrcParams",
+    "LrcParams",
+    "NotConvergedError",
+    "SolveInfo",
+    "SolverConfig",
+    "check",
+    "init_input_params",
+    "init_params",
+    "rollout",
+    "solve",
+    "solve_input_only",
+]
