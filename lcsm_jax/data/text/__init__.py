@@ -1,0 +1,1 @@
+"""Text data for language modelling: tfds builders (array_record), grain pipelines, tokenizers."""
