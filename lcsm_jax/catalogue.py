@@ -21,6 +21,8 @@ from lcsm_jax.layers.eos_layer import EOSLayer
 from lcsm_jax.layers.mixer import EOSMixer
 from lcsm_jax.layers.registry import OSCILLATIONS
 from lcsm_jax.layers.spec import PER_CHANNEL, LayerSpec
+from lcsm_jax.m2 import M2Mixer
+from lcsm_jax.m2.config import from_options as m2_config
 
 # LayerSpec fields a caller may override; the stage choices define the method and stay fixed.
 OVERRIDABLE = (
@@ -151,17 +153,24 @@ LCSM = Method(
     "2405.17383",
     (),
 )
+# Monarch Mixer: not EOSMixer layers but M2Mixer (`lcsm_jax.m2`), with the same __call__ /
+# init_cache / step interface; "m2" is the Hyena long conv, "m2_ssm" its recurrent EOS form.
+# Their overrides are `M2Config` fields.
+M2_KERNELS = {"m2": "hyena", "m2_ssm": "ssm"}
+M2 = Method("Fu et al., Monarch Mixer (NeurIPS 2023)", "2310.12109", ())
 
 
 def names() -> list[str]:
-    """Names `build` accepts: "lcsm" (the paper grid) and one per published method."""
-    return ["lcsm", *METHODS]
+    """Names `build` accepts: "lcsm" (the paper grid), one per published method, and M2."""
+    return ["lcsm", *METHODS, *M2_KERNELS]
 
 
 def method(name: str) -> Method:
     """The catalogue entry (paper, arXiv id, stages) called `name`."""
     if name == "lcsm":
         return LCSM
+    if name in M2_KERNELS:
+        return M2
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid names: {', '.join(names())}")
     return METHODS[name]
@@ -172,13 +181,16 @@ def build(name: str, *, embed_dim: int, rngs: nnx.Rngs, **overrides) -> EOSMixer
 
     For "lcsm", `overrides` are `EOSConfig` fields (o_type=..., e_type=..., ...). For a method,
     they are sizes, dtypes and backend (`OVERRIDABLE`) or options of its oscillation
-    (e.g. lower_bound for "hgrn2", max_len for "cosformer").
+    (e.g. lower_bound for "hgrn2", max_len for "cosformer"). For "m2" and "m2_ssm" they are
+    `M2Config` fields, and the layer is an `M2Mixer`.
 
     Raises:
       ValueError: unknown name (the message lists the valid ones) or an override the entry does
         not take.
     """
     entry = method(name)
+    if name in M2_KERNELS:
+        return M2Mixer(m2_config(embed_dim, M2_KERNELS[name], overrides), rngs=rngs)
     if name == "lcsm":
         return EOSLayer(EOSConfig(embed_dim=embed_dim, **overrides), rngs=rngs)
     fields = dict(entry.stages)
