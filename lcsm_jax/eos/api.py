@@ -11,12 +11,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.eos import associative, chunked, inputs, reference
+from lcsm_jax.eos import associative, chunked, inputs, pallas, reference
 
 _BACKENDS = {
     "reference": reference.scan,
     "associative": associative.scan,
     "chunked": chunked.scan,
+    "pallas": pallas.scan,
 }
 BACKENDS = (*_BACKENDS, "auto")
 
@@ -27,7 +28,8 @@ def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None 
     "auto" takes the chunked (matmul) form wherever the structure allows it: it is the fastest
     measured form on every platform (benchmarks/eos_backends.py). Otherwise, on CPU the sequential
     scan beats the associative scan (it moves the K×D state once, not log T times); on GPU/TPU the
-    associative scan's log depth wins.
+    associative scan's log depth wins. "pallas" is never chosen: on CPU it only runs interpreted,
+    and it has not been benchmarked on an accelerator yet (benchmarks/eos_pallas.py).
     """
     if backend == "auto":
         if chunked.supports(problem) is None:
@@ -39,6 +41,10 @@ def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None 
     if backend == "chunked" and (reason := chunked.supports(problem)) is not None:
         raise ValueError(
             f"backend 'chunked' does not support {reason}; use 'reference', 'associative' or 'auto'"
+        )
+    if backend == "pallas" and (reason := pallas.supports(problem, platform)) is not None:
+        raise ValueError(
+            f"backend 'pallas' does not support {reason}; use 'reference', 'associative' or 'auto'"
         )
     return backend
 
@@ -69,8 +75,9 @@ def eos_scan(
       initial_state: memory before t=0, [B, H, K, D]; zeros if None.
       segment_ids: [B, T] integers; the memory restarts from zero where the id changes from t-1
         to t (packed sequences).
-      backend: "reference", "associative", "chunked" or "auto".
-      chunk_size: chunk length of the chunked backend (default 64).
+      backend: "reference", "associative", "chunked", "pallas" or "auto".
+      chunk_size: chunk length of the chunked backend (default 64), or the time block of the
+        pallas backend (default 16 for its chunked kernel, 64 for its scan).
 
     Returns:
       ``(y, final_state)``: y [B, T, H, D] in the dtype of ``i``; final_state [B, H, K, D] in
