@@ -8,6 +8,7 @@ import json
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from lcsm_jax.lrcssm import trainer as classification
 from lcsm_jax.train import loop
 from lcsm_jax.train.checkpoint import CheckpointError
 
@@ -19,9 +20,17 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
+    # Time-series classification (configs/uea.py) has its own loop: lcsm_jax/lrcssm/trainer.py.
+    run = classification.train if _CONFIG.value.task == "uea" else loop.train
     try:
-        summary = loop.train(_CONFIG.value, _WORKDIR.value)
-    except (CheckpointError, loop.NonFiniteLossError, ValueError) as err:
+        summary = run(_CONFIG.value, _WORKDIR.value)
+    except (
+        CheckpointError,
+        loop.NonFiniteLossError,
+        classification.NonFiniteLossError,
+        ImportError,
+        ValueError,
+    ) as err:
         raise SystemExit(f"error: {err}") from err
     print(json.dumps(summary, indent=2))
     for name, acc in summary["test"].items():
