@@ -7,11 +7,12 @@ import json
 import ml_collections
 
 from lcsm_jax.data.mqar_task import MQARTask
+from lcsm_jax.data.text.task import LMTask
 from lcsm_jax.models.lm import LMConfig
 from lcsm_jax.train.optim import OptimConfig
 from lcsm_jax.train.step import StepConfig
 
-TASKS = ("mqar",)
+TASKS = ("mqar", "lm")
 
 
 def _options(value) -> tuple[tuple[str, object], ...]:
@@ -38,6 +39,22 @@ def mqar_task(config) -> MQARTask:
         random_non_queries=d.random_non_queries,
         seed=config.seed,
         test_slices=tuple(tuple(s) for s in d.get("test_slices", ())),
+    )
+
+
+def lm_task(config) -> LMTask:
+    d = config.data
+    return LMTask(
+        corpus=d.corpus,
+        source=d.source,
+        data_dir=d.data_dir,
+        tokenizer=d.tokenizer,
+        bpe_vocab_size=d.vocab_size,
+        seq_len=d.seq_len,
+        seed=config.seed,
+        validation=d.validation,
+        test=d.test,
+        eval_max_windows=d.eval_max_windows,
     )
 
 

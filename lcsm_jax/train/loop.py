@@ -16,6 +16,8 @@ from flax import nnx
 from tqdm import tqdm
 
 from lcsm_jax.data.mqar_task import MQARData
+from lcsm_jax.data.text.evaluate import LMEvaluator
+from lcsm_jax.data.text.task import LMData
 from lcsm_jax.models.lm import LanguageModel
 from lcsm_jax.train import experiment, optim, sharding
 from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
@@ -48,13 +50,15 @@ class Run:
             use_async=config.train.async_checkpoints,
             create=create,
         )
-        self.task = experiment.mqar_task(config)
+        lm = config.task == "lm"
+        self.task = experiment.lm_task(config) if lm else experiment.mqar_task(config)
         self.model_config = experiment.model_config(config, self.task.vocab_size)
         seed = config.seed
         self.params = ModelParams(lambda: LanguageModel(self.model_config, rngs=nnx.Rngs(seed)))
         self.mesh = sharding.make_mesh(config.mesh.fsdp, config.mesh.get("num_devices", 0))
         self.params_shardings = sharding.tree_shardings(self.params.abstract, self.mesh)
-        self.data = MQARData(self.task, config.train.batch_size)
+        data_class = LMData if lm else MQARData
+        self.data = data_class(self.task, config.train.batch_size)
         self.total_steps = experiment.total_steps(config, self.data.steps_per_epoch)
         self.optim_config = experiment.optim_config(config, self.total_steps)
         self.tx = optim.make(self.optim_config)
@@ -69,11 +73,12 @@ class Run:
             "opt_state": abstract_opt,
             "step": jax.ShapeDtypeStruct((), jnp.int32),
         }
-        self.evaluator = Evaluator(
+        evaluator_class = LMEvaluator if lm else Evaluator
+        self.evaluator = evaluator_class(
             self.params,
             self.mesh,
             self.params_shardings,
-            self.data.test,
+            self.data if lm else self.data.test,
             config.train.eval_batch_size,
         )
 
@@ -97,7 +102,10 @@ class Run:
 
     def meta(self, finished: bool = False) -> dict:
         # MQAR batches are a pure function of (seed, step): the step is the iterator state.
-        return {"config": experiment.fingerprint(self.config), "finished": finished}
+        meta = {"config": experiment.fingerprint(self.config), "finished": finished}
+        if hasattr(self.data, "get_state"):  # a data iterator (grain): saved to resume exactly
+            meta["data"] = self.data.get_state()
+        return meta
 
 
 def train(config, workdir) -> dict:
@@ -109,6 +117,8 @@ def train(config, workdir) -> dict:
     if run.checkpoints.latest_step() is not None:
         state, meta = run.restore()
         finished = bool(meta.get("finished"))
+        if "data" in meta:
+            run.data.set_state(meta["data"])
     else:
         state = run.init_state()
     schedule = optim.schedule(run.optim_config)
@@ -164,7 +174,7 @@ def train(config, workdir) -> dict:
                 writer.write(step + 1, "test", accuracies)
                 summary["test"] = accuracies
                 first = next(iter(accuracies.values()))
-                if first >= t.target_accuracy:
+                if t.get("target_accuracy") is not None and first >= t.target_accuracy:
                     summary["stopped"] = f"target accuracy {t.target_accuracy} reached"
                     done = True
             if (step + 1) % t.save_every == 0 or done:

@@ -1,0 +1,79 @@
+"""Language-model evaluation: loss, perplexity and bits per byte on whole splits.
+
+Sums (not means) are accumulated over batches so that padded windows and partial batches weigh
+nothing. Bits per byte = total nll / ln 2 / total UTF-8 bytes of the predicted tokens, which
+compares models across tokenizers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lcsm_jax.data.text.packing import IGNORE
+from lcsm_jax.train import sharding
+from lcsm_jax.train.step import cross_entropy
+
+
+def split_metrics(nll: float, count: int, num_bytes: int, prefix: str) -> dict[str, float]:
+    loss = nll / max(count, 1)
+    return {
+        f"{prefix}_loss": loss,
+        f"{prefix}_perplexity": math.exp(min(loss, 700.0)),  # exp overflows past ~709
+        f"{prefix}_bits_per_byte": nll / math.log(2) / max(num_bytes, 1),
+    }
+
+
+class LMEvaluator:
+    def __init__(self, params, mesh, params_shardings, data, batch_size: int):
+        n = mesh.devices.size
+        self.batch_size = -(-batch_size // n) * n  # a multiple of the device count
+        self.mesh, self.data = mesh, data
+        self._windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        token_bytes = jnp.asarray(data.token_bytes)
+
+        def eval_step(p, batch):
+            logits = params.model(p)(batch["inputs"])
+            _, sums = cross_entropy(logits, batch["labels"])
+            mask = batch["labels"] != IGNORE
+            labels = jnp.where(mask, batch["labels"], 0)
+            sums["bytes"] = jnp.sum(jnp.where(mask, token_bytes[labels], 0))
+            return sums
+
+        self._step = jax.jit(
+            eval_step,
+            in_shardings=(params_shardings, sharding.batch_sharding(mesh)),
+            out_shardings=sharding.replicated(mesh),
+        )
+
+    def windows(self, split: str):
+        if split not in self._windows:
+            self._windows[split] = self.data.eval_windows(split)
+        return self._windows[split]
+
+    def sums(self, p, split: str) -> tuple[float, int, int]:
+        inputs, labels = self.windows(split)
+        nll, count, num_bytes = 0.0, 0, 0
+        for start in range(0, len(inputs), self.batch_size):
+            x, y = inputs[start : start + self.batch_size], labels[start : start + self.batch_size]
+            pad = self.batch_size - len(x)
+            if pad:  # padded rows have no labels and are not counted
+                x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
+                y = np.concatenate([y, np.full((pad, y.shape[1]), IGNORE, y.dtype)])
+            out = jax.device_get(
+                self._step(p, sharding.put_batch({"inputs": x, "labels": y}, self.mesh))
+            )
+            nll += float(out["nll"])
+            count += int(out["count"])
+            num_bytes += int(out["bytes"])
+        return nll, count, num_bytes
+
+    def __call__(self, p, splits=("validation",)) -> dict[str, float]:
+        """{"<split>_loss", "<split>_perplexity", "<split>_bits_per_byte"} per split."""
+        metrics = {}
+        for split in splits:
+            metrics.update(split_metrics(*self.sums(p, split), prefix=split))
+        return metrics
