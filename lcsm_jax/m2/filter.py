@@ -31,6 +31,13 @@ def positional_features(length: int, max_len: int, emb_dim: int) -> jax.Array:
     return jnp.asarray(feats, jnp.float32)
 
 
+def decay_rates(channels: int) -> jax.Array:
+    """|δ_c|: a constant (not a parameter), spread so the window reaches TARGET by 30%..150%."""
+    fast = -math.log(TARGET) / FAST_DECAY_PCT
+    slow = -math.log(TARGET) / SLOW_DECAY_PCT
+    return jnp.asarray(np.linspace(slow, fast, channels), jnp.float32)
+
+
 class HyenaFilter(nnx.Module):
     """Implicit long-conv kernels for `channels` channels: `filter(T)` -> k [T, channels] (float32).
 
@@ -63,9 +70,7 @@ class HyenaFilter(nnx.Module):
         self.layers = nnx.List([linear(emb_dim, order), linear(order, order)])
         self.head = linear(order, out, bias=False)
         self.freq = nnx.Param(jnp.full((order,), freq, jnp.float32))
-        max_decay = math.log(TARGET) / FAST_DECAY_PCT
-        min_decay = math.log(TARGET) / SLOW_DECAY_PCT
-        self.deltas = nnx.data(jnp.asarray(np.linspace(min_decay, max_decay, out), jnp.float32))
+        self.num_out = out
 
     def __call__(self, length: int):
         if length > self.max_len:
@@ -77,7 +82,7 @@ class HyenaFilter(nnx.Module):
             z = jnp.sin(self.freq[...] * layer(z))
         k_TxC = self.head(z)
         t = jnp.arange(length, dtype=jnp.float32)[:, None] / self.max_len
-        k_TxC = k_TxC * jnp.exp(-t * jnp.abs(self.deltas)[None])
+        k_TxC = k_TxC * jnp.exp(-t * decay_rates(self.num_out)[None])
         if self.bidirectional:
             return k_TxC[:, : self.channels], k_TxC[:, self.channels :]
         return k_TxC
