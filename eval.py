@@ -1,7 +1,8 @@
 """Evaluate a checkpoint: `python eval.py --config configs/mqar.py[:...] --workdir DIR [--step N]`.
 
 Restores the latest (or the given) checkpoint of DIR, reports MQAR accuracy per (seq_len, num_kv)
-slice (the training slice and `data.test_slices`) and writes them as JSON.
+slice (the training slice and `data.test_slices`) and writes them as JSON. For a language model
+(configs/lm.py) it reports validation and test loss, perplexity and bits per byte.
 """
 
 import json
@@ -29,12 +30,17 @@ def main(argv):
     except (CheckpointError, ValueError) as err:
         raise SystemExit(f"error: {err}") from err
     step = int(state["step"])
-    result = {"step": step, "accuracy": run.evaluator(state["params"])}
+    if run.config.task == "lm":  # loss, perplexity and bits per byte on validation and test
+        result = {"step": step, "lm": run.evaluator(state["params"], ("validation", "test"))}
+    else:
+        result = {"step": step, "accuracy": run.evaluator(state["params"])}
     run.checkpoints.close()
     output = Path(_OUTPUT.value or Path(_WORKDIR.value) / f"eval_{step}.json")
     output.write_text(json.dumps(result, indent=2))
-    for name, acc in result["accuracy"].items():
+    for name, acc in result.get("accuracy", {}).items():
         print(f"step {step} accuracy {name}: {acc:.4f}")
+    for name, value in result.get("lm", {}).items():
+        print(f"step {step} {name}: {value:.4f}")
     print(f"wrote {output}")
 
 

@@ -33,8 +33,9 @@ def main(argv):
     ) as err:
         raise SystemExit(f"error: {err}") from err
     print(json.dumps(summary, indent=2))
+    label = "" if _CONFIG.value.task == "lm" else "test accuracy "  # LM: validation loss, bpb
     for name, acc in summary["test"].items():
-        print(f"test accuracy {name}: {acc:.4f}")
+        print(f"{label}{name}: {acc:.4f}")
 
 
 if __name__ == "__main__":
