@@ -16,10 +16,10 @@ from flax import nnx
 from lcsm_jax.models.attention import CausalAttention
 from lcsm_jax.models.conv import ShortConv
 from lcsm_jax.models.init import INIT_STD
-from lcsm_jax.models.mlp import GLU
+from lcsm_jax.models.mlp import GLU, GLU_KINDS
 
 ATTENTION = "attention"
-CHANNEL_MIXERS = ("none", "glu")
+CHANNEL_MIXERS = ("none", *GLU_KINDS)
 LAYERNORM_EPS = 1e-5
 
 
@@ -83,9 +83,10 @@ class Block(nnx.Module):
             self.conv = ShortConv(config.d_model, config.short_conv, rngs=rngs)
         self.mixer = make_mixer(config, rngs)
         self.norm2 = self.mlp = nnx.data(None)
-        if config.channel_mixer == "glu":
+        if config.channel_mixer in GLU_KINDS:
             self.norm2 = nnx.LayerNorm(config.d_model, epsilon=LAYERNORM_EPS, rngs=rngs)
-            self.mlp = GLU(config.d_model, ratio=config.mlp_ratio, rngs=rngs)
+            kind = GLU_KINDS[config.channel_mixer]
+            self.mlp = GLU(config.d_model, ratio=config.mlp_ratio, kind=kind, rngs=rngs)
 
     def _channel(self, h):
         return h if self.mlp is None else h + self.mlp(self.norm2(h))

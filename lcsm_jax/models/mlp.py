@@ -1,21 +1,46 @@
-"""Channel mixers: a GLU MLP (SiLU gate) or the identity (the paper's MQAR setting)."""
+"""Channel mixers: a GLU MLP (SiLU gate) or the identity (the paper's MQAR setting).
+
+The GLU's matrices may be block-diagonal or Monarch (M2's dimension mixer, SPEC §5)."""
 
 from __future__ import annotations
 
 import jax
 from flax import nnx
 
+from lcsm_jax.m2.dense import make_linear
 from lcsm_jax.models.init import dense
+
+# LMConfig.channel_mixer name -> kind of the GLU's matrices.
+GLU_KINDS = {"glu": "dense", "glu_blockdiag": "blockdiag", "glu_monarch": "monarch"}
 
 
 class GLU(nnx.Module):
-    """x -> W_out (silu(W_gate x) ⊙ W_up x), hidden width `ratio`·M."""
+    """x -> W_out (silu(W_gate x) ⊙ W_up x), hidden width `ratio`·M.
 
-    def __init__(self, embed_dim: int, *, ratio: float = 8 / 3, rngs: nnx.Rngs):
+    `kind` "blockdiag" or "monarch" makes the three matrices structured with `nblocks` blocks
+    (the hidden width is rounded up to a multiple of nblocks).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        *,
+        ratio: float = 8 / 3,
+        kind: str = "dense",
+        nblocks: int = 4,
+        rngs: nnx.Rngs,
+    ):
         hidden = max(1, int(round(ratio * embed_dim)))
-        self.gate = dense(embed_dim, hidden, rngs)
-        self.up = dense(embed_dim, hidden, rngs)
-        self.down = dense(hidden, embed_dim, rngs)
+        if kind == "dense":
+            linear = lambda n_in, n_out: dense(n_in, n_out, rngs)  # noqa: E731
+        else:
+            hidden = -(-hidden // nblocks) * nblocks
+            linear = lambda n_in, n_out: make_linear(  # noqa: E731
+                kind, n_in, n_out, nblocks=nblocks, rngs=rngs
+            )
+        self.gate = linear(embed_dim, hidden)
+        self.up = linear(embed_dim, hidden)
+        self.down = linear(hidden, embed_dim)
 
     def __call__(self, x):
         return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
