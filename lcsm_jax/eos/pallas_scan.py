@@ -93,9 +93,10 @@ def forward(packed: Packed, launch: Launch):
         y_ref, m_ref, ck_ref = refs[len(args) :]
 
         def step(t, m):
-            @pl.when(t % TB == 0)
+            # lax.rem/div, not % and //: jnp's floor semantics add selects Triton cannot lower.
+            @pl.when(jax.lax.rem(t, TB) == 0)
             def _():
-                ck_ref[t // TB] = m
+                ck_ref[jax.lax.div(t, TB)] = m
 
             m = _advance(r, t, m)
             s = r["s"][t] if elementwise else r["s"][t][:, None]
