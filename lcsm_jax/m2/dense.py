@@ -35,7 +35,9 @@ class _Structured(nnx.Module):
             self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype))
 
     def _finish(self, y):
-        return y if self.bias is None else y + self.bias[...].astype(y.dtype)
+        if self.bias is None:
+            return y
+        return y + self.bias[...].astype(y.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
 
 
 class BlockDiagDense(_Structured):

@@ -26,7 +26,7 @@ def test_blockdiag_dense_is_block_diagonal_matrix():
     x = jax.random.normal(jax.random.key(0), (2, 3, 12))
     matrix = scipy.linalg.block_diag(*np.asarray(layer.kernel[...]))
     chex.assert_shape(matrix, (8, 12))
-    chex.assert_trees_all_close(layer(x), x @ matrix.T + np.arange(8.0), atol=1e-6)
+    chex.assert_trees_all_close(layer(x), x @ matrix.T + np.arange(8.0)[None, None], atol=1e-6)
 
 
 def test_monarch_dense_matches_monarch2_and_mixes_everything():
