@@ -270,3 +270,23 @@ def test_auto_never_picks_pallas_on_cpu():
         case = make_case(structure, C + 1)
         p = inputs.problem(case.e, case.i, case.log_o, case.s)
         assert eos.resolve_backend("auto", p, platform="cpu") != "pallas"
+
+
+@pytest.mark.parametrize(
+    ("structure", "kernel", "elementwise"),
+    [("full", "scan", True), ("separable", "chunk", False), ("scalar", "chunk", False)],
+)
+def test_kernels_lower_to_triton_without_a_gpu(structure, kernel, elementwise):
+    """Forward and backward lower through Pallas' Triton path (lowering only; nothing runs).
+
+    Catches what interpret mode accepts and Triton does not: block sizes that are not powers of
+    two, operations without a Triton lowering, matmuls under 16.
+    """
+    case = make_case(structure, 3 * C + 5, init=True, seg=True, elementwise=elementwise)
+    f = _pallas_fn(case, kernel, interpret=False)
+    loss = lambda *a: jnp.sum(f(*a, case.segment_ids)[0])  # noqa: E731
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4)))
+    args = case_args(case)[:5]
+    text = grad.trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+    # One Triton call for the forward kernel, one for the backward.
+    assert text.count("custom_call @__gpu$xla.gpu.triton(") == 2
