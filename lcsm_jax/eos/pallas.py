@@ -21,10 +21,11 @@ from lcsm_jax.eos import pallas_pack, pallas_vjp
 from lcsm_jax.eos.inputs import FULL, Problem
 
 KERNELS = ("auto", pallas_vjp.SCAN, pallas_vjp.CHUNK)
-# Channel tiles and time blocks. The scan checkpoints its memory every BLOCK_T steps (the backward
-# recomputes at most that many states per block); the chunk kernel forms C×C×K tensors, so its
-# chunk is short.
-BLOCK_K, BLOCK_D, BLOCK_T, CHUNK = 32, 32, 64, 16
+# Channel tiles and time blocks (not tuned on hardware: no GPU was available). Small tiles give
+# the scan one program per 16×32 tile, so B·H = 16 heads of 64×64 already fill 128 programs on a
+# memory-bound kernel. The scan checkpoints its memory every BLOCK_T steps (the backward recomputes
+# at most that many states per block); the chunk kernel forms C×C×K tensors, so its chunk is short.
+BLOCK_K, BLOCK_D, BLOCK_T, CHUNK = 16, 32, 64, 16
 # Triton's tl.dot needs every matmul dimension >= 16.
 MIN_DOT = 16
 
