@@ -290,3 +290,13 @@ def test_kernels_lower_to_triton_without_a_gpu(structure, kernel, elementwise):
     text = grad.trace(*args).lower(lowering_platforms=("cuda",)).as_text()
     # One Triton call for the forward kernel, one for the backward.
     assert text.count("custom_call @__gpu$xla.gpu.triton(") == 2
+
+
+def test_vmap_over_extra_leading_axis():
+    """vmap over 2 problems (pallas_call's batching rule, through the custom_vjp) = each alone."""
+    cases = [make_case("kwise", C + 1, init=True, seg=True, seed=s) for s in range(2)]
+    stack = lambda name: np.stack([getattr(c, name) for c in cases])  # noqa: E731
+    fn = _pallas_fn(cases[0], "chunk", block_t=C)
+    args = [stack(n) for n in ("e", "i", "log_o", "s", "initial_state", "segment_ids")]
+    y, final = jax.jit(jax.vmap(fn))(*args)
+    _check_outputs(cases, [(y[n], final[n]) for n in range(2)], ["vmap 0", "vmap 1"])
