@@ -52,10 +52,13 @@ class SolverConfig:
 
 
 class SolveInfo(NamedTuple):
-    """iterations: Newton iterations run (int32); error: the last max |Δx|; converged: ≤ tol."""
+    """iterations: Newton iterations run (int32); error: the last max |Δx|; clipped: the last
+    iterate had NaN or values beyond ±clip (its fixed point is then not the cell's trajectory);
+    converged: error ≤ tol and not clipped."""
 
     iterations: jax.Array
     error: jax.Array
+    clipped: jax.Array
     converged: jax.Array
 
 
@@ -66,12 +69,18 @@ class NotConvergedError(RuntimeError):
 def check(info: SolveInfo, config: SolverConfig) -> SolveInfo:
     """Raises NotConvergedError (outside jit) if the solve did not converge; returns `info`."""
     if not bool(jnp.all(info.converged)):
-        raise NotConvergedError(
-            f"LrcSSM Newton solve did not converge: max |Δx| = {float(jnp.max(info.error)):.3g} "
-            f"> tol {config.tol} after {int(jnp.max(info.iterations))} iterations (cap "
-            f"{config.max_iter}). The recurrence is probably unstable (|∂x_t/∂x_{{t-1}}| > 1: "
-            "states grow until clipped at ±clip), or the cap is too small for this length."
-        )
+        error, iterations = float(jnp.max(info.error)), int(jnp.max(info.iterations))
+        if bool(jnp.any(info.clipped)):
+            reason = (
+                f"the states overflowed (NaN or beyond ±{config.clip:g}, clipped) after "
+                f"{iterations} iterations: the recurrence diverges for these parameters/inputs"
+            )
+        else:
+            reason = (
+                f"max |Δx| = {error:.3g} > tol {config.tol} after {iterations} iterations (cap "
+                f"{config.max_iter}); raise max_iter or check the cell's stability"
+            )
+        raise NotConvergedError(f"LrcSSM Newton solve did not converge: {reason}")
     return info
 
 
@@ -86,32 +95,33 @@ def step_and_diagonal(params, x_prev, d):
 
 
 def _guard(x, clip: float):
-    finite = jnp.where(jnp.isnan(x), jnp.zeros_like(x), x)
-    if jnp.iscomplexobj(x):
-        re = jnp.clip(jnp.real(finite), -clip, clip)
-        return jax.lax.complex(re, jnp.clip(jnp.imag(finite), -clip, clip))
-    return jnp.clip(finite, -clip, clip)
+    """(x with NaN → 0 and clipped to ±clip per real component, whether anything was changed)."""
+    parts = (jnp.real(x), jnp.imag(x)) if jnp.iscomplexobj(x) else (x,)
+    bad = functools.reduce(jnp.logical_or, [jnp.any(~(jnp.abs(p) <= clip)) for p in parts])
+    parts = [jnp.clip(jnp.where(jnp.isnan(p), 0.0, p), -clip, clip) for p in parts]
+    return (jax.lax.complex(*parts) if len(parts) == 2 else parts[0]), bad
 
 
 def _newton(params, d: cell.Drive, x0_BxD, config: SolverConfig):
     def iterate(carry):
-        x, k, _ = carry
+        x, k, _, _ = carry
         x_prev = shift(x, x0_BxD)
         F, J = step_and_diagonal(params, x_prev, d)
-        x_new = _guard(
+        x_new, clipped = _guard(
             linear_recurrence(J, F - J * x_prev, x0_BxD, backend=config.backend), config.clip
         )
-        return x_new, k + 1, jnp.max(jnp.abs(x_new - x))
+        return x_new, k + 1, jnp.max(jnp.abs(x_new - x)), clipped
 
     def keep_going(carry):
-        _, k, error = carry
+        _, k, error, _ = carry
         return (k < config.max_iter) & (error > config.tol)
 
     B, D = x0_BxD.shape
     x = jnp.zeros((B, d.f.shape[1], D), x0_BxD.dtype)
-    start = (x, jnp.zeros((), jnp.int32), jnp.array(jnp.inf, jnp.float32))
-    x, k, error = jax.lax.while_loop(keep_going, iterate, start)
-    return x, SolveInfo(iterations=k, error=error, converged=error <= config.tol)
+    start = (x, jnp.zeros((), jnp.int32), jnp.array(jnp.inf, jnp.float32), jnp.array(False))
+    x, k, error, clipped = jax.lax.while_loop(keep_going, iterate, start)
+    converged = (error <= config.tol) & ~clipped
+    return x, SolveInfo(iterations=k, error=error, clipped=clipped, converged=converged)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
