@@ -44,12 +44,14 @@ class Packed(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Launch:
     """Static launch settings: channel blocks, time block (checkpoint interval / chunk length),
-    and the platform lowering (interpret on CPU, Triton on GPU)."""
+    and the lowering: `target` "triton" (GPU kernels) or "mosaic" (TPU kernels), either of
+    which can be interpreted (the only way Pallas runs on CPU)."""
 
     block_k: int
     block_d: int
     block_t: int
     interpret: bool
+    target: str = "triton"
     num_warps: int | None = None
     num_stages: int | None = None
 

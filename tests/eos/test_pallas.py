@@ -1,5 +1,6 @@
-"""Pallas backend in interpret mode: both kernels against the float64 oracle and the reference.
+"""Pallas backend in interpret mode: every kernel against the float64 oracle and the reference.
 
+Kernels under test: "scan" and "chunk" (the GPU/Triton kernels) and "mosaic" (the TPU scan).
 Interpret mode compiles each problem into an XLA loop (~1.5 s a case on CPU), so the default run
 covers every structure, length, option and read once, spread over cases; the full product is in
 the slow run.
@@ -32,7 +33,9 @@ from .test_grad import GRAD_OPTIONS, _params, _weights, losses_and_grads
 
 RTOL = 2e-5
 GRAD_RTOL = 1e-4
-KERNELS = ("scan", "chunk")
+KERNELS = ("scan", "chunk", "mosaic")
+# The TPU kernel's default run takes every other structure (it shares the step math of "scan").
+FAST_STRUCTURES = {"scan": STRUCTURES, "chunk": STRUCTURES, "mosaic": STRUCTURES[::2]}
 REAL = tuple(s for s in STRUCTURES if s != "complex")
 # (T, initial state, segments, elementwise read): structure n of REAL takes FAST[n], so the
 # default run sees every length, both options on and off, and both reads.
@@ -49,7 +52,7 @@ OPTIONS = list(itertools.product(TS, (False, True), (False, True), (False, True)
 
 
 def _supported(kernel: str, structure: str, elementwise: bool) -> bool:
-    return kernel == "scan" or chunked_supports(structure, elementwise)
+    return kernel != "chunk" or chunked_supports(structure, elementwise)
 
 
 def _pallas_fn(case: Case, kernel: str, **blocks):
@@ -58,7 +61,10 @@ def _pallas_fn(case: Case, kernel: str, **blocks):
 
     def f(e, i, lo, s, m0, ids):
         p = inputs.problem(e, i, 0 if zero else lo, s, m0, ids)
-        y, m = pallas.scan_with(p, kernel=kernel, **blocks)
+        chosen = (
+            {"kernel": "scan", "target": "mosaic"} if kernel == "mosaic" else {"kernel": kernel}
+        )
+        y, m = pallas.scan_with(p, **chosen, **blocks)
         return y.astype(p.out_dtype), m
 
     return f
@@ -102,9 +108,11 @@ def test_forward_matches_oracle(kernel):
     """Every structure, with the lengths and options spread over them (one compilation)."""
     pairs = []
     for n, structure in enumerate(REAL):
+        if structure not in FAST_STRUCTURES[kernel]:
+            continue
         T, init, seg, elementwise = FAST[n % len(FAST)]
         # The chunk kernel has no elementwise read: give it the vector read of the same case.
-        pairs.append((structure, (T, init, seg, elementwise and kernel == "scan")))
+        pairs.append((structure, (T, init, seg, elementwise and kernel != "chunk")))
     cases, labels = _forward_cases(kernel, pairs)
     _check_outputs(cases, _run(cases, kernel, block_t=C), labels)
 
@@ -167,6 +175,10 @@ FAST_GRAD = {
     "chunk": [
         ("scalar", (C + 1, False, True, False)),
         ("separable", (3 * C + 5, True, True, False)),
+    ],
+    "mosaic": [
+        ("full", (3 * C + 5, True, True, True)),
+        ("scalar", (C + 1, True, True, False)),
     ],
 }
 
@@ -260,8 +272,14 @@ def test_rejects_what_it_does_not_support():
     cplx = make_case("complex", C + 1)
     with pytest.raises(ValueError, match="backend 'pallas' does not support complex"):
         eos.eos_scan(cplx.e, cplx.i, cplx.log_o, cplx.s, backend="pallas")
-    with pytest.raises(ValueError, match="tpu platform"):
-        eos.resolve_backend("pallas", p, platform="tpu")
+    with pytest.raises(ValueError, match="metal platform"):
+        eos.resolve_backend("pallas", p, platform="metal")
+    assert eos.resolve_backend("pallas", p, platform="tpu") == "pallas"
+    with pytest.raises(ValueError, match="no TPU"):
+        pallas.scan_with(inputs.problem(*case_args(make_case("kwise", 2))), kernel="chunk",
+                         target="mosaic")  # fmt: skip
+    with pytest.raises(ValueError, match="unknown Pallas target"):
+        pallas.scan_with(p, target="ptx")
 
 
 def test_auto_never_picks_pallas_on_cpu():
@@ -300,3 +318,24 @@ def test_vmap_over_extra_leading_axis():
     args = [stack(n) for n in ("e", "i", "log_o", "s", "initial_state", "segment_ids")]
     y, final = jax.jit(jax.vmap(fn))(*args)
     _check_outputs(cases, [(y[n], final[n]) for n in range(2)], ["vmap 0", "vmap 1"])
+
+
+def test_mosaic_channel_tiles():
+    """TPU kernel with 2 K tiles of 8 rows and 2 D tiles of 128 lanes (D = 130 padded to 256)."""
+    cases = [
+        make_case("full", C + 1, init=True, seg=True, dims=(1, 2, 16, 3)),
+        make_case("dwise", C + 1, init=True, seg=True, dims=(1, 1, 4, 130)),
+    ]
+    labels = ["K tiles", "D tiles"]
+    _check_outputs(cases, _run(cases, "mosaic", block_k=8, block_d=128, block_t=2), labels)
+
+
+@pytest.mark.parametrize(("structure", "elementwise"), [("full", True), ("scalar", False)])
+def test_tpu_kernel_lowers_to_mosaic_without_a_tpu(structure, elementwise):
+    """Forward and backward lower to Mosaic custom calls (lowering only; nothing runs)."""
+    case = make_case(structure, 3 * C + 5, init=True, seg=True, elementwise=elementwise)
+    f = _pallas_fn(case, "mosaic", interpret=False)
+    loss = lambda *a: jnp.sum(f(*a, case.segment_ids)[0])  # noqa: E731
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4)))
+    text = grad.trace(*case_args(case)[:5]).lower(lowering_platforms=("tpu",)).as_text()
+    assert text.count("custom_call @tpu_custom_call(") == 2
