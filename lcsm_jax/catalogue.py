@@ -34,6 +34,8 @@ OVERRIDABLE = (
     "chunk_size",
     "dtype",
     "param_dtype",
+    "projection",
+    "nblocks",
 )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from lcsm_jax import eos
+from lcsm_jax.m2.dense import LINEAR_KINDS
 
 # Oscillation types whose construction rotates or rescales the data-dependent e and s.
 NEEDS_DD_E_AND_S = (11, 12)
@@ -46,6 +47,8 @@ class EOSConfig:
       chunk_size: chunk length for the chunked backend (None: the core's default).
       dtype: compute dtype of projections and e, i, s (decays are always float32).
       param_dtype: dtype of the parameters.
+      projection: "dense", "blockdiag" or "monarch" i, e, s and output projections (M2's
+        structured matrices, `lcsm_jax.m2.dense`); nblocks: their number of blocks.
 
     The defaults are the paper's best language-modelling cell: naive parameterisation with
     data-dependent e, o (o_type 1) and s. Invalid combinations raise ``ValueError`` naming the
@@ -68,6 +71,8 @@ class EOSConfig:
     chunk_size: int | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    projection: str = "dense"
+    nblocks: int = 4
 
     def __post_init__(self):
         _check_sizes(self)
@@ -119,6 +124,10 @@ def _check_choices(c: EOSConfig) -> None:
     for name in ("o_learned", "bias"):
         if not isinstance(getattr(c, name), bool):
             raise ValueError(f"{name} must be a bool, got {getattr(c, name)!r}")
+    if c.projection not in LINEAR_KINDS:
+        raise ValueError(
+            f"projection must be one of {', '.join(LINEAR_KINDS)}, got {c.projection!r}"
+        )
 
 
 def _check_combinations(c: EOSConfig) -> None:

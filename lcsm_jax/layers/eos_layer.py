@@ -24,6 +24,8 @@ def grid_spec(config: EOSConfig) -> LayerSpec:
         chunk_size=config.chunk_size,
         dtype=config.dtype,
         param_dtype=config.param_dtype,
+        projection=config.projection,
+        nblocks=config.nblocks,
     )
     if config.c_type == 0:
         return LayerSpec(oscillation="selective_ssm", options=(("rank", config.ssm_dim),), **common)

@@ -14,7 +14,7 @@ from flax import nnx
 from lcsm_jax import eos
 from lcsm_jax.layers.registry import OSCILLATIONS
 from lcsm_jax.layers.spec import LayerSpec
-from lcsm_jax.layers.stages import EXPANDS, INPUTS, SHRINKS, dense
+from lcsm_jax.layers.stages import EXPANDS, INPUTS, SHRINKS, projection
 from lcsm_jax.layers.terms import Context, EOSState, Terms
 
 LAYERNORM_EPS = 1e-5
@@ -94,7 +94,7 @@ class EOSMixer(nnx.Module):
             param_dtype=spec.param_dtype,
             rngs=rngs,
         )
-        self.out = dense(spec, dims.M, dims.M, rngs, bias=False)
+        self.out = projection(spec, dims.M, dims.M, rngs, bias=False)
 
     @property
     def structure(self) -> str:

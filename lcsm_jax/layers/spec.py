@@ -43,6 +43,8 @@ class LayerSpec:
       bias: whether the e, i, s and decay projections have a bias.
       backend, chunk_size: passed to `eos.eos_scan`.
       dtype, param_dtype: compute and parameter dtypes.
+      projection, nblocks: kind of the i, e, s and output projections ("dense", "blockdiag" or
+        "monarch", see `lcsm_jax.m2.dense`) and their number of blocks.
     """
 
     embed_dim: int
@@ -60,6 +62,8 @@ class LayerSpec:
     chunk_size: int | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    projection: str = "dense"
+    nblocks: int = 4
 
     def __post_init__(self):
         if not isinstance(self.embed_dim, int) or self.embed_dim < 1:

@@ -13,6 +13,7 @@ from flax import nnx
 from lcsm_jax.layers.activations import activation
 from lcsm_jax.layers.spec import Dims, LayerSpec
 from lcsm_jax.layers.terms import Context, Terms
+from lcsm_jax.m2.dense import make_linear
 
 LINEAR_STD = 0.02  # N(0, 0.02²) for linear weights (SPEC §4)
 PARAM_STD = 0.1  # N(0, 0.1²) for the P parameters of e, s and o (SPEC §2)
@@ -25,6 +26,24 @@ def dense(spec: LayerSpec, n_in: int, n_out: int, rngs: nnx.Rngs, bias: bool | N
         n_out,
         use_bias=spec.bias if bias is None else bias,
         kernel_init=nnx.initializers.normal(LINEAR_STD),
+        dtype=spec.dtype,
+        param_dtype=spec.param_dtype,
+        rngs=rngs,
+    )
+
+
+def projection(spec: LayerSpec, n_in: int, n_out: int, rngs: nnx.Rngs, bias: bool | None = None):
+    """A main (i, e, s, output) projection: dense, or block-diagonal / Monarch by
+    `spec.projection`; decay projections stay dense."""
+    if spec.projection == "dense":
+        return dense(spec, n_in, n_out, rngs, bias)
+    return make_linear(
+        spec.projection,
+        n_in,
+        n_out,
+        nblocks=spec.nblocks,
+        use_bias=spec.bias if bias is None else bias,
+        std=LINEAR_STD,
         dtype=spec.dtype,
         param_dtype=spec.param_dtype,
         rngs=rngs,
@@ -56,7 +75,7 @@ class ProjInput(_Stage):
 
     def __init__(self, dims, spec, *, rngs):
         super().__init__(dims, spec, rngs=rngs)
-        self.proj = dense(spec, dims.M, dims.M, rngs)
+        self.proj = projection(spec, dims.M, dims.M, rngs)
 
     def __call__(self, x_BxTxM, terms: Terms, ctx: Context) -> Terms:
         return terms._replace(i=heads(self.proj(x_BxTxM), self.dims.H))
@@ -74,7 +93,7 @@ class ProjExpand(_Stage):
 
     def __init__(self, dims, spec, *, rngs):
         super().__init__(dims, spec, rngs=rngs)
-        self.proj = dense(spec, dims.M, dims.H * dims.K, rngs)
+        self.proj = projection(spec, dims.M, dims.H * dims.K, rngs)
 
     def __call__(self, x_BxTxM, terms: Terms, ctx: Context) -> Terms:
         return terms._replace(e=self.act(heads(self.proj(x_BxTxM), self.dims.H)))

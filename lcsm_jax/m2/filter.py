@@ -79,7 +79,7 @@ class HyenaFilter(nnx.Module):
             )
         z = positional_features(length, self.max_len, self.emb_dim)
         for layer in self.layers:
-            z = jnp.sin(self.freq[...] * layer(z))
+            z = jnp.sin(self.freq[...][None] * layer(z))
         k_TxC = self.head(z)
         t = jnp.arange(length, dtype=jnp.float32)[:, None] / self.max_len
         k_TxC = k_TxC * jnp.exp(-t * decay_rates(self.num_out)[None])

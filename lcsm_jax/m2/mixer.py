@@ -56,7 +56,8 @@ class M2Mixer(nnx.Module):
         w = v * x1
         if self.config.residual_conv:
             w = jnp.concatenate([w, x_BxTxM.astype(w.dtype)], axis=-1)
-        y = conv_fn(w) + self.skip[...].astype(w.dtype) * w
+        skip = self.skip[...].astype(w.dtype).reshape((1,) * (w.ndim - 1) + (-1,))
+        y = conv_fn(w) + skip * w
         out = y[..., :M] * x2
         if self.config.residual_conv:
             out = out + y[..., M:]
