@@ -16,7 +16,9 @@ import jax.numpy as jnp
 from lcsm_jax import eos
 
 # |J| is floored here before the log: exp(-69) = 1e-30 is zero next to any state it multiplies,
-# while a finite log keeps the core's cumulative log-decays (and their differences) finite.
+# while a finite log keeps the core's cumulative log-decays (and their differences) finite. The
+# price: autodiff gives an exactly-zero J_t a zero J-gradient (the Newton solver does not
+# differentiate through this function, and the input-only cell's decays are never 0).
 TINY = 1e-30
 
 
