@@ -77,7 +77,7 @@ def eos_scan(
         to t (packed sequences).
       backend: "reference", "associative", "chunked", "pallas" or "auto".
       chunk_size: chunk length of the chunked backend (default 64), or the time block of the
-        pallas backend (default 16 for its chunked kernel, 64 for its scan).
+        pallas backend (default 16 for its chunked kernel and on TPU, 64 for its GPU scan).
 
     Returns:
       ``(y, final_state)``: y [B, T, H, D] in the dtype of ``i``; final_state [B, H, K, D] in
