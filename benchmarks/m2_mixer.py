@@ -1,0 +1,140 @@
+"""M2 mixer vs softmax attention vs an EOS layer: forward+backward time over sequence length.
+
+    python benchmarks/m2_mixer.py                      # T = 512 .. 16384, B=1, M=128
+    python benchmarks/m2_mixer.py --lengths 512 1024 --repeats 2 --with-monarch
+
+Each cell times jit(grad of sum(layer(x)²) w.r.t. the parameters and x), median over --repeats
+runs after compilation. Cells whose compiled program needs more than --max-gib (XLA's memory
+analysis) or whose row already took more than --max-seconds at a shorter length are skipped.
+Rows: "m2" (Hyena filter, FFT long conv), "m2_monarch" (the same with the long conv through
+Monarch DFTs; --with-monarch), "attention" (causal softmax, one head per 64 channels, XLA), and
+"gla" (an EOS layer: K-wise data-dependent decay, chunked backend). The summary gives each row's
+scaling exponent (least-squares slope of log time vs log T over T >= 1024) and the length where
+each sub-quadratic row becomes faster than attention (log-log interpolation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lcsm_jax import catalogue
+from lcsm_jax.m2 import M2Config, M2Mixer
+from lcsm_jax.models.attention import CausalAttention
+
+
+def build(row: str, M: int, max_len: int):
+    rngs = nnx.Rngs(0)
+    if row == "attention":
+        return CausalAttention(M, num_heads=max(1, M // 64), max_len=max_len, rngs=rngs)
+    if row == "gla":
+        return catalogue.build("gla", embed_dim=M, rngs=rngs, num_heads=max(1, M // 64))
+    long_conv = "monarch" if row == "m2_monarch" else "fft"
+    return M2Mixer(M2Config(embed_dim=M, max_len=max_len, long_conv=long_conv), rngs=rngs)
+
+
+def _median_time(fn, args, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bench_cell(row: str, T: int, args) -> dict:
+    layer = build(row, args.M, max(args.lengths))
+    graphdef, params = nnx.split(layer)
+    x = jax.random.normal(jax.random.key(1), (args.B, T, args.M), jnp.float32)
+
+    def loss(params, x):
+        return jnp.sum(nnx.merge(graphdef, params)(x) ** 2)
+
+    start = time.perf_counter()
+    compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).compile()
+    compile_s = time.perf_counter() - start
+    mem = compiled.memory_analysis()
+    gib = None
+    if mem is not None:
+        used = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+        gib = used / 2**30
+        if gib > args.max_gib:
+            return {"row": row, "T": T, "skip": f"needs {gib:.1f} GiB"}
+    ms = 1e3 * _median_time(compiled, (params, x), args.repeats)
+    return {"row": row, "T": T, "ms": ms, "compile_s": compile_s, "gib": gib}
+
+
+def exponent(cells: list[dict]) -> float | None:
+    pts = [(c["T"], c["ms"]) for c in cells if "ms" in c and c["T"] >= 1024]
+    if len(pts) < 2:
+        return None
+    logs = np.log(np.asarray(pts, np.float64))
+    return float(np.polyfit(logs[:, 0], logs[:, 1], 1)[0])
+
+
+def crossover(fast: list[dict], attention: list[dict]) -> str:
+    """First T where `fast` beats attention, interpolated in log-log between measured lengths."""
+    att = {c["T"]: c["ms"] for c in attention if "ms" in c}
+    ratios = [
+        (c["T"], math.log(c["ms"] / att[c["T"]])) for c in fast if "ms" in c and c["T"] in att
+    ]
+    if not ratios:
+        return "n/a"
+    if ratios[0][1] < 0:
+        return f"<= {ratios[0][0]} (faster at every measured length)"
+    for (t0, r0), (t1, r1) in zip(ratios, ratios[1:], strict=False):
+        if r1 < 0 <= r0:
+            frac = r0 / (r0 - r1)
+            return f"~{math.exp(math.log(t0) + frac * (math.log(t1) - math.log(t0))):.0f}"
+    return f"> {ratios[-1][0]} (attention faster at every length it fits)"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[2**k for k in range(9, 15)])
+    parser.add_argument("--B", type=int, default=1)
+    parser.add_argument("--M", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-gib", type=float, default=4.0)
+    parser.add_argument("--max-seconds", type=float, default=8.0)
+    parser.add_argument("--with-monarch", action="store_true")
+    args = parser.parse_args()
+    rows = ["m2", *(["m2_monarch"] if args.with_monarch else []), "attention", "gla"]
+    print(f"{jax.devices()[0].device_kind} ({jax.default_backend()}), B={args.B}, M={args.M}, f32")
+    print("| row | T | fwd+bwd ms | compile s | peak GiB |\n|---|---:|---:|---:|---:|")
+    results = {row: [] for row in rows}
+    for row in rows:
+        for T in sorted(args.lengths):
+            last = results[row][-1] if results[row] else None
+            if last is not None and ("skip" in last or last["ms"] > 1e3 * args.max_seconds):
+                cell = {"row": row, "T": T, "skip": "previous length over the time budget"}
+                if "skip" in last:
+                    cell["skip"] = last["skip"] if "GiB" in last["skip"] else cell["skip"]
+            else:
+                cell = bench_cell(row, T, args)
+            results[row].append(cell)
+            if "skip" in cell:
+                print(f"| {row} | {T} | skip: {cell['skip']} | | |", flush=True)
+            else:
+                gib = "?" if cell["gib"] is None else f"{cell['gib']:.2f}"
+                print(
+                    f"| {row} | {T} | {cell['ms']:.1f} | {cell['compile_s']:.1f} | {gib} |",
+                    flush=True,
+                )
+    print("\n| row | scaling exponent (T >= 1024) | faster than attention from T |")
+    print("|---|---:|---|")
+    for row in rows:
+        slope = exponent(results[row])
+        slope_s = "n/a" if slope is None else f"{slope:.2f}"
+        cross = "" if row == "attention" else crossover(results[row], results["attention"])
+        print(f"| {row} | {slope_s} | {cross} |")
+
+
+if __name__ == "__main__":
+    main()
