@@ -100,10 +100,15 @@ def scan_with(
         interpret = platform == "cpu"
     B, T, H, K = p.e.shape
     D = p.i.shape[-1]
+    backward_blocks = None
     if tpu:
         bk, bd, block_t = _mosaic_blocks(K, D, block_k, block_d, block_t)
     else:
         bk, bd, block_t = _triton_blocks(K, D, block_k, block_d, block_t, kernel, interpret)
+        if kernel == pallas_vjp.CHUNK:
+            # Powers of two no larger than the chunk kernel's tiles: they divide its padding.
+            scan_bk, scan_bd, _ = _triton_blocks(K, D, block_k, block_d, 1, pallas_vjp.SCAN, True)
+            backward_blocks = (min(scan_bk, bk), min(scan_bd, bd))
     Kp, Dp = pallas_pack.round_up(K, bk), pallas_pack.round_up(D, bd)
     launch = pallas_pack.Launch(
         block_k=bk,
@@ -111,6 +116,7 @@ def scan_with(
         block_t=block_t,
         interpret=interpret,
         target=pallas_vjp.MOSAIC if tpu else pallas_vjp.TRITON,
+        backward_blocks=backward_blocks,
     )
     packed = pallas_pack.pack(p, Kp, Dp)
     y, m_last = pallas_vjp.run(launch, kernel, packed)

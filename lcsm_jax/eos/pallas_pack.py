@@ -54,6 +54,15 @@ class Launch:
     target: str = "triton"
     num_warps: int | None = None
     num_stages: int | None = None
+    # Channel tiles of the backward scan where they differ from the forward's (the chunk kernel
+    # takes all of K at once; its backward scan can use smaller tiles, so more programs).
+    backward_blocks: tuple[int, int] | None = None
+
+    def for_backward(self) -> Launch:
+        if self.backward_blocks is None:
+            return self
+        block_k, block_d = self.backward_blocks
+        return dataclasses.replace(self, block_k=block_k, block_d=block_d, backward_blocks=None)
 
     def call(self, kernel, **kwargs):
         """`pl.pallas_call` with this launch's lowering."""

@@ -44,7 +44,7 @@ def _run_bwd(launch, kernel, residuals, cotangents):
     packed, checkpoints = residuals
     dy, dm_last = cotangents
     backward = pallas_tpu.backward if launch.target == MOSAIC else pallas_scan.backward
-    return (backward(packed, launch, checkpoints, dy, dm_last),)
+    return (backward(packed, launch.for_backward(), checkpoints, dy, dm_last),)
 
 
 run.defvjp(_run_fwd, _run_bwd)

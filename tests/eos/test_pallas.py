@@ -339,3 +339,12 @@ def test_tpu_kernel_lowers_to_mosaic_without_a_tpu(structure, elementwise):
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4)))
     text = grad.trace(*case_args(case)[:5]).lower(lowering_platforms=("tpu",)).as_text()
     assert text.count("custom_call @tpu_custom_call(") == 2
+
+
+def test_chunk_backward_uses_its_own_channel_tiles():
+    """The chunk kernel takes all of K; its backward scan runs 4 K tiles of 4 (block_k=4)."""
+    case = make_case("separable", 2 * C + 1, init=True, seg=True, dims=(1, 2, 16, 3))
+    [(want_loss, want)] = losses_and_grads([case], "reference")
+    [(got_loss, got)] = _pallas_losses_and_grads([case], "chunk", block_k=4, block_t=C)
+    assert_close(got_loss, want_loss, rtol=GRAD_RTOL, what="loss")
+    assert_trees_close(got, want, rtol=GRAD_RTOL, what="grad")
