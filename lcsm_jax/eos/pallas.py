@@ -1,10 +1,11 @@
 """Pallas backend: hand-written kernels for the EOS scan, gradients through `jax.custom_vjp`.
 
-Two forward kernels share one backward (see `pallas_vjp`):
+Kernels (the backward is always a reverse scan that recomputes states; see `pallas_vjp`):
 - "chunk" (`pallas_chunk`): separable decays (none, scalar, K-wise, D-wise, separable) with a
-  vector read, chunkwise with the memory carried on chip;
-- "scan" (`pallas_scan`): any decay, in particular a full K×D decay (o_types 0, 6, 7), and the
-  elementwise (rank-5) read, as a sequential scan with the memory tile carried on chip.
+  vector read, chunkwise with the memory carried on chip; the default for those on GPU;
+- "scan" (`pallas_scan`, and `pallas_tpu` on TPU): any decay, in particular a full K×D decay
+  (o_types 0, 6, 7), and the elementwise (rank-5) read, as a sequential scan with the memory tile
+  carried on chip.
 
 Lowering by platform: GPU compiles both kernels with Triton (target "triton"); TPU runs the scan
 kernel written for Mosaic (`pallas_tpu`, target "mosaic": time as a sequential grid axis, memory in
@@ -37,7 +38,7 @@ def supports(p: Problem, platform: str | None = None) -> str | None:
     if p.e.dtype.kind == "c":
         return "complex inputs"
     platform = platform or jax.default_backend()
-    if platform not in ("cpu", "gpu", "cuda", "rocm", "tpu"):
+    if platform not in ("cpu", "gpu", "cuda", "tpu"):
         return f"the {platform} platform (kernels exist for GPU and TPU; CPU interprets them)"
     return None
 
