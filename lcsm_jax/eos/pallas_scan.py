@@ -51,8 +51,8 @@ def _advance(r, t, m):
     return jnp.where(keep, decayed, 0.0) + r["e"][t][:, None] * r["i"][t][None, :]
 
 
-def _in_specs(packed: Packed, bk: int, bd: int, T: int, extra=()):
-    """BlockSpecs of the present Packed fields (then `extra`) for a (g, kb, db) grid."""
+def _in_specs(packed: Packed, bk: int, bd: int, T: int):
+    """(present flags, BlockSpecs, arrays) of the present Packed fields for a (g, kb, db) grid."""
     row_k = pl.BlockSpec((None, T, bk), lambda g, k, d: (g, 0, k))
     row_d = pl.BlockSpec((None, T, bd), lambda g, k, d: (g, 0, d))
     tile_t = pl.BlockSpec((None, T, bk, bd), lambda g, k, d: (g, 0, k, d))
