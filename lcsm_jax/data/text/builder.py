@@ -92,8 +92,9 @@ def prepare_local(
         config=config, data_dir=str(Path(data_dir).expanduser()), file_format=FILE_FORMAT
     )
     if not builder.is_prepared():
+        # Nothing is downloaded; no GCS lookup either (offline machines, clusters without egress).
         builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(verify_ssl=False, try_download_gcs=False)
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
         )
     return builder
 

@@ -63,7 +63,7 @@ def open_corpus(
         (the message names the path).
       ValueError: an unknown corpus name (the message lists the valid ones).
     """
-    tfds.disable_progress_bar()
+    tfds.disable_progress_bar()  # per-split bars would interleave with the trainer's
     data_dir = Path(data_dir).expanduser()
     if name == LOCAL:
         b = builder.prepare_local(source, data_dir, validation=validation, test=test)
