@@ -42,26 +42,26 @@ def test_monarch_dense_matches_monarch2_and_mixes_everything():
 
 @pytest.mark.parametrize("kind", ["blockdiag", "monarch"])
 def test_init_keeps_dense_output_scale(kind):
-    x = jax.random.normal(jax.random.key(2), (4096, 64))
+    x = jax.random.normal(jax.random.key(2), (1024, 64))
     dense_std = float(jnp.std(make_linear("dense", 64, 128, rngs=nnx.Rngs(0))(x)))
     std = float(jnp.std(make_linear(kind, 64, 128, rngs=nnx.Rngs(0))(x)))
     assert 0.8 < std / dense_std < 1.25, (kind, std, dense_std)
 
 
-@pytest.mark.parametrize("nblocks", [2, 4, 8])
-def test_blockdiag_glu_has_one_over_nblocks_params(nblocks):
+def test_blockdiag_glu_has_one_over_nblocks_params():
     dense = GLU(64, ratio=2.0, rngs=nnx.Rngs(0))
-    block = GLU(64, ratio=2.0, kind="blockdiag", nblocks=nblocks, rngs=nnx.Rngs(0))
     assert _num_params(dense) == 3 * 64 * 128
-    assert _num_params(block) * nblocks == _num_params(dense)
+    for nblocks in (2, 4, 8):
+        block = GLU(64, ratio=2.0, kind="blockdiag", nblocks=nblocks, rngs=nnx.Rngs(0))
+        assert _num_params(block) * nblocks == _num_params(dense), nblocks
     x = jax.random.normal(jax.random.key(3), (2, 5, 64))
-    chex.assert_shape(block(x), (2, 5, 64))
+    chex.assert_shape(nnx.jit(lambda m, x: m(x))(block, x), (2, 5, 64))
 
 
 def test_structured_glu_rounds_hidden_to_blocks():
     glu = GLU(64, kind="monarch", rngs=nnx.Rngs(0))  # 8/3·64 = 170.7 -> 172
     assert glu.up.out_features == 172
-    chex.assert_shape(glu(jnp.ones((1, 2, 64))), (1, 2, 64))
+    chex.assert_shape(nnx.jit(lambda m, x: m(x))(glu, jnp.ones((1, 2, 64))), (1, 2, 64))
 
 
 def test_errors():

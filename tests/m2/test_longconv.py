@@ -34,7 +34,7 @@ def _signals(T, C=3, B=2, seed=0):
 
 
 @pytest.mark.parametrize("method", ["fft", "monarch"])
-@pytest.mark.parametrize("T", [1, 6, 32])
+@pytest.mark.parametrize("T", [1, 12])
 def test_causal_long_conv_equals_direct(method, T):
     v, k, _ = _signals(T)
     y = long_conv(v, k, method=method)

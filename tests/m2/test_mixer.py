@@ -136,10 +136,11 @@ def test_m2_block_with_monarch_glu_decodes():
     )
     model = LanguageModel(config, rngs=nnx.Rngs(0))
     tokens = jax.random.randint(jax.random.key(4), (B, 5), 0, 16)
-    logits = model(tokens)
+    logits = nnx.jit(lambda m, x: m(x))(model, tokens)
     chex.assert_shape(logits, (B, 5, 16))
+    step = nnx.jit(lambda m, x_t, c: m.step(x_t, c))
     cache, steps = model.init_cache(B), []
     for t in range(5):
-        out, cache = model.step(tokens[:, t], cache)
+        out, cache = step(model, tokens[:, t], cache)
         steps.append(out)
     chex.assert_trees_all_close(jnp.stack(steps, axis=1), logits, atol=1e-4, rtol=1e-4)
