@@ -50,14 +50,19 @@ class M2Mixer(nnx.Module):
         self.skip = nnx.Param(jax.random.normal(rngs.params(), (channels,), jnp.float32))
         self.out_proj = make_linear(config.projection, M, M, **linear)
 
-    def _mix(self, x_BxTxM, z_BxTx3M, conv_fn):
-        M = self.config.embed_dim
-        x1, x2, v = jnp.split(z_BxTx3M, 3, axis=-1)
+    def _conv_input(self, x, z):
+        """(w, x2): the long conv's input (v ⊙ x1, and the raw x for the residual conv) and the
+        output gate."""
+        x1, x2, v = jnp.split(z, 3, axis=-1)
         w = v * x1
         if self.config.residual_conv:
-            w = jnp.concatenate([w, x_BxTxM.astype(w.dtype)], axis=-1)
+            w = jnp.concatenate([w, x.astype(w.dtype)], axis=-1)
+        return w, x2
+
+    def _output(self, w, conv_w, x2):
+        M = self.config.embed_dim
         skip = self.skip[...].astype(w.dtype).reshape((1,) * (w.ndim - 1) + (-1,))
-        y = conv_fn(w) + skip * w
+        y = conv_w + skip * w
         out = y[..., :M] * x2
         if self.config.residual_conv:
             out = out + y[..., M:]
@@ -72,7 +77,8 @@ class M2Mixer(nnx.Module):
                 f"sequence length {x_BxTxM.shape[1]} exceeds M2Config.max_len={self.config.max_len}"
             )
         z = self.short(self.in_proj(x_BxTxM), segment_ids)
-        return self._mix(x_BxTxM, z, lambda w: self.op(w, segment_ids))
+        w, x2 = self._conv_input(x_BxTxM, z)
+        return self._output(w, self.op(w, segment_ids), x2)
 
     def init_cache(self, batch_size: int):
         """Short-conv window and the long-conv state (input history for "hyena", EOS memory for
@@ -88,11 +94,6 @@ class M2Mixer(nnx.Module):
         if x_BxM.ndim != 2 or x_BxM.shape[-1] != M:
             raise ValueError(f"x_t must be [B, {M}], got shape {x_BxM.shape}")
         z, conv = self.short.step(self.in_proj(x_BxM), cache["conv"])
-        op_cache = {}
-
-        def conv_fn(w_BxC):
-            y, op_cache["op"] = self.op.step(w_BxC, cache["op"])
-            return y
-
-        y = self._mix(x_BxM, z, conv_fn)
-        return y, {"conv": conv, "op": op_cache["op"]}
+        w, x2 = self._conv_input(x_BxM, z)
+        conv_w, op = self.op.step(w, cache["op"])
+        return self._output(w, conv_w, x2), {"conv": conv, "op": op}
