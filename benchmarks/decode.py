@@ -5,7 +5,8 @@
 
 An EOS model carries a fixed-size state, so the time per generated token must not depend on how
 long the context was. Timed: `--num_tokens` decoding steps (one jitted `lax.scan`) after the
-context was fed; compilation and the context itself are excluded; median of `--repeats` runs.
+context was fed; compilation and the context itself are excluded; median of `--repeats` runs,
+the contexts timed in alternation.
 """
 
 from __future__ import annotations
@@ -37,18 +38,26 @@ def lm(mixer: str, args) -> ModelParams:
     return ModelParams(lambda: LanguageModel(config, rngs=nnx.Rngs(0)))
 
 
-def tokens_per_second(params, p, context: int, args) -> float:
+def compiled_decode(params, p, context: int, args):
+    """The compiled decode step and its inputs, the context already fed."""
     decoder = Decoder(params, SamplingConfig(temperature=1.0, top_k=40), args.num_tokens)
     prompt = np.random.default_rng(0).integers(0, args.vocab, (args.batch, context), np.int32)
     logits, cache = jax.block_until_ready(decoder.prefill(p, prompt))
     key = jax.random.key(0)
-    compiled = decoder.decode.lower(p, logits, cache, key).compile()
-    times = []
+    return decoder.decode.lower(p, logits, cache, key).compile(), (p, logits, cache, key)
+
+
+def tokens_per_second(params, p, args) -> list[float]:
+    # Contexts are timed in alternation, so that a change of load on a shared machine hits all
+    # of them alike instead of biasing one.
+    runs = [compiled_decode(params, p, c, args) for c in args.contexts]
+    times = [[] for _ in runs]
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(p, logits, cache, key))
-        times.append(time.perf_counter() - start)
-    return args.batch * args.num_tokens / float(np.median(times))
+        for (compiled, inputs), out in zip(runs, times, strict=True):
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(*inputs))
+            out.append(time.perf_counter() - start)
+    return [args.batch * args.num_tokens / float(np.median(t)) for t in times]
 
 
 def main():
@@ -68,7 +77,7 @@ def main():
     for mixer in args.models:
         params = lm(mixer, args)
         p = params.init()
-        rates = [tokens_per_second(params, p, c, args) for c in args.contexts]
+        rates = tokens_per_second(params, p, args)
         print(f"{mixer:10s} " + " ".join(f"{r:8.1f} t/s" for r in rates), flush=True)
 
 
