@@ -77,3 +77,13 @@ def test_bad_sampling_arguments_raise():
     params, _ = tiny("gla")
     with pytest.raises(ValueError, match="num_tokens"):
         Decoder(params, SamplingConfig(), num_tokens=0)
+
+
+def test_decoding_state_does_not_grow_with_the_context():
+    params, p = tiny("gla")
+    decoder = Decoder(params, SamplingConfig(temperature=0.0), num_tokens=2)
+    shapes = [
+        jax.tree.map(lambda x: (x.shape, x.dtype), decoder.prefill(p, jnp.zeros((1, n), int))[1])
+        for n in (3, 40)
+    ]
+    assert shapes[0] == shapes[1]  # same state, so the same decode program at any context
