@@ -6,7 +6,7 @@ import grain
 import numpy as np
 import pytest
 
-from lcsm_jax.data.text import corpora
+from lcsm_jax.data.text import corpora, pipeline
 from lcsm_jax.data.text.packing import IGNORE, PackIterDataset
 from lcsm_jax.data.text.task import LMData, LMTask
 from lcsm_jax.data.text.tokenizer import ByteTokenizer
@@ -116,3 +116,9 @@ def test_eval_windows_cover_the_split_once(text_task):
     np.testing.assert_array_equal(labels[labels != IGNORE], stream[1:])
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         data.eval_windows("dev")
+
+
+def test_token_count_is_exact_or_extrapolated():
+    docs = [{"text": "ab" * n} for n in (1, 2, 3, 4)]
+    assert pipeline.count_tokens(docs, "text", ByteTokenizer()) == 2 + 4 + 6 + 8 + 4
+    assert pipeline.count_tokens(docs, "text", ByteTokenizer(), max_chars=5) == round((3 + 5) * 4 / 2)
