@@ -31,12 +31,20 @@ from lcsm_jax.lrcssm.linear import linear_recurrence, reverse_recurrence
 class SolverConfig:
     """tol: stop when max |x⁽ᵏ⁺¹⁾ - x⁽ᵏ⁾| ≤ tol; max_iter: iteration cap; clip: iterates are
     clipped to ±clip and NaN set to 0 (one overflowing step must not poison the next linear
-    solve); backend: the EOS backend of the linear scans."""
+    solve); backend: the EOS backend of the linear scans.
+
+    max_jacobian: |J_t| is capped at this value in the iterations (phase kept), inf = off (pure
+    Newton). Any J leaves the fixed point x_t = f(x_{t-1}, u_t) unchanged and keeps the
+    one-more-exact-step-per-iteration property, so a cap of 1 trades Newton's fast convergence
+    at expanding steps for linear solves that cannot overflow: it rescues cells whose
+    linearisation is unstable (|J| ≫ 1 on some steps), where plain Newton iterates blow up. The
+    implicit gradient always uses the true J."""
 
     tol: float = 1e-4
     max_iter: int = 100
     clip: float = 1e8
     backend: str = "auto"
+    max_jacobian: float = float("inf")
 
     def __post_init__(self):
         if not self.tol > 0:
@@ -45,6 +53,8 @@ class SolverConfig:
             raise ValueError(f"SolverConfig.max_iter must be an int >= 1, got {self.max_iter!r}")
         if not self.clip > 0:
             raise ValueError(f"SolverConfig.clip must be > 0, got {self.clip}")
+        if not self.max_jacobian > 0:
+            raise ValueError(f"SolverConfig.max_jacobian must be > 0, got {self.max_jacobian}")
         if self.backend not in eos.BACKENDS:
             raise ValueError(
                 f"SolverConfig.backend={self.backend!r}; valid: {', '.join(eos.BACKENDS)}"
@@ -73,12 +83,13 @@ def check(info: SolveInfo, config: SolverConfig) -> SolveInfo:
         if bool(jnp.any(info.clipped)):
             reason = (
                 f"the states overflowed (NaN or beyond ±{config.clip:g}, clipped) after "
-                f"{iterations} iterations: the recurrence diverges for these parameters/inputs"
+                f"{iterations} iterations: the cell or its Newton linearisation diverges for "
+                "these parameters/inputs (max_jacobian=1 keeps the linear solves stable)"
             )
         else:
             reason = (
                 f"max |Δx| = {error:.3g} > tol {config.tol} after {iterations} iterations (cap "
-                f"{config.max_iter}); raise max_iter or check the cell's stability"
+                f"{config.max_iter}); raise max_iter, or cap the Jacobian (max_jacobian=1)"
             )
         raise NotConvergedError(f"LrcSSM Newton solve did not converge: {reason}")
     return info
@@ -107,6 +118,9 @@ def _newton(params, d: cell.Drive, x0_BxD, config: SolverConfig):
         x, k, _, _ = carry
         x_prev = shift(x, x0_BxD)
         F, J = step_and_diagonal(params, x_prev, d)
+        if config.max_jacobian != float("inf"):
+            size = jnp.abs(J)
+            J = J * jnp.minimum(1.0, config.max_jacobian / jnp.maximum(size, 1e-30))
         x_new, clipped = _guard(
             linear_recurrence(J, F - J * x_prev, x0_BxD, backend=config.backend), config.clip
         )
