@@ -61,6 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.solver.max_iter = 100
     c.solver.clip = 1e8
     c.solver.backend = "auto"
+    c.solver.max_jacobian = float("inf")  # 1.0 for cells whose Newton linear solves overflow
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3

@@ -43,7 +43,13 @@ def model_config(config, dataset: uea.Dataset) -> LrcSSMConfig:
         num_blocks=m.num_blocks,
         mode=m.mode,
         complex_state=m.complex_state,
-        solver=SolverConfig(tol=s.tol, max_iter=s.max_iter, clip=s.clip, backend=s.backend),
+        solver=SolverConfig(
+            tol=s.tol,
+            max_iter=s.max_iter,
+            clip=s.clip,
+            backend=s.backend,
+            max_jacobian=s.get("max_jacobian", float("inf")),
+        ),
     )
 
 
