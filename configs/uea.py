@@ -12,8 +12,10 @@ per-step classifier with logits averaged over the real steps. Adam (no weight de
 BasicMotions (40 training series) and 32 on JapaneseVowels (270), 100 epochs, the original
 train/test split, accuracy of the final model on the test split (no early stopping on it).
 
-Measured (test accuracy, mean over seeds 0, 1, 2; 2-core CPU shared with other jobs): see the
-LrcSSM section of README.md; each run takes about a minute or two.
+Expected (measured: test accuracy of the final model, seeds 0, 1, 2; 2-core CPU shared with other
+jobs, 1-2 min per BasicMotions run, 2-4 min per JapaneseVowels run): BasicMotions 1.000 (1.000 for
+every seed), JapaneseVowels 0.983 (0.984, 0.981, 0.984); the same with complex=True or
+mode=input. The Newton solve takes 3 iterations throughout.
 """
 
 import ml_collections
