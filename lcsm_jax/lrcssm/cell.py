@@ -147,7 +147,7 @@ def cell(params: LrcParams, x_prev_BxD, u_BxN):
 
 def rollout(params: LrcParams, u_BxTxN, x0_BxD=None):
     """The sequential reference: `cell` applied step after step by `lax.scan`. Returns [B, T, D]."""
-    _check_input(params.sensory_w, u_BxTxN)
+    check_input(params.sensory_w, u_BxTxN)
     B = u_BxTxN.shape[0]
     D = params.sensory_w.shape[1]
     x0_BxD = jnp.zeros((B, D), state_dtype(params)) if x0_BxD is None else x0_BxD
@@ -165,7 +165,7 @@ def input_coefficients(params: InputLrcParams, u_BxTxN):
 
     The decay 1 + ε a lies in (0, 1) because ε, -a ∈ (0, 1): a real contraction, log-decay < 0.
     """
-    _check_input(params.sensory_w, u_BxTxN)
+    check_input(params.sensory_w, u_BxTxN)
     s_BxTxN = _sensory(params, u_BxTxN.astype(jnp.float32))
     f_BxTxD = _matmul(s_BxTxN, params.sensory_w)
     p = {name: _lift(v, f_BxTxD) for name, v in params._asdict().items() if v.ndim == 1}
@@ -189,7 +189,7 @@ def input_rollout(params: InputLrcParams, u_BxTxN, x0_BxD=None):
     return jnp.moveaxis(x_TxBxD, 0, 1)
 
 
-def _check_input(w_NxD, u_BxTxN) -> None:
+def check_input(w_NxD, u_BxTxN) -> None:
     if jnp.ndim(u_BxTxN) != 3:
         raise ValueError(f"u must be [B, T, N] (rank 3), got shape {jnp.shape(u_BxTxN)}")
     if u_BxTxN.shape[-1] != w_NxD.shape[0]:

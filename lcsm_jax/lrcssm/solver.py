@@ -194,5 +194,5 @@ def solve_input_only(params: cell.InputLrcParams, u_BxTxN, x0_BxD=None, *, backe
 
 
 def _checked(params, u_BxTxN):
-    cell._check_input(params.sensory_w, u_BxTxN)
+    cell.check_input(params.sensory_w, u_BxTxN)
     return u_BxTxN
