@@ -118,7 +118,8 @@ def test_catalogue_and_config_errors():
 
 def test_eos_layer_with_monarch_projections():
     layer = EOSLayer(
-        EOSConfig(embed_dim=M, expand_dim=4, projection="monarch", nblocks=2), rngs=nnx.Rngs(0)
+        EOSConfig(embed_dim=M, expand_dim=4, projection="monarch", nblocks=2, backend="reference"),
+        rngs=nnx.Rngs(0),
     )
     assert isinstance(layer.inputs.proj, MonarchDense) and isinstance(layer.out, MonarchDense)
     chex.assert_shape(layer(_x()), (B, T, M))
@@ -130,6 +131,7 @@ def test_m2_block_with_monarch_glu_decodes():
     config = LMConfig(
         vocab_size=16,
         d_model=M,
+        num_layers=1,
         mixer="m2_ssm",
         channel_mixer="glu_monarch",
         mixer_options=(("state_dim", 4),),
