@@ -46,9 +46,14 @@ class _PackIterator(grain.DatasetIterator):
         available = self._available()
         if available <= 1:  # a last lone token has nothing to predict
             raise StopIteration
-        first = self._docs[0][1][self._offset :]
-        window = np.concatenate([first, *(tokens for _, tokens in list(self._docs)[1:])])
-        window = window[: L + 1]
+        pieces, offset, needed = [], self._offset, L + 1
+        for _, tokens in self._docs:  # copy only the window: a document may be a whole book
+            pieces.append(tokens[offset : offset + needed])
+            needed -= len(pieces[-1])
+            offset = 0
+            if not needed:
+                break
+        window = np.concatenate(pieces)
         self._offset += L
         while self._docs and self._offset >= len(self._docs[0][1]):
             self._offset -= len(self._docs[0][1])
