@@ -12,11 +12,12 @@ Monarch DFTs; --with-monarch), "attention" (causal softmax, one head per 64 chan
 scaling exponent (least-squares slope of log time vs log T over T >= 1024) and the length where
 each sub-quadratic row becomes faster than attention (log-log interpolation).
 
-Measured once on the 2-core CPU while other jobs kept its load average at 11-15 (so absolute
-times are several times slower than on an idle machine and noisy), defaults plus --with-monarch,
-about 9 minutes: scaling exponents m2 1.18, m2_monarch 1.37, attention 2.19, gla 0.79; m2 faster
-than attention from T ~ 760 (m2_monarch ~ 860, gla ~ 590); attention stopped at T = 4096 (16.5 s
-per step), m2 at 16384 took 8.8 s, gla 2.4 s.
+Measured on the 2-core CPU while other jobs kept its load average at 7-8 (absolute times are
+slower than on an idle machine and noisy), defaults plus --with-monarch, about 6 minutes:
+fwd+bwd at T = 1024 / 4096 / 16384: m2 100 / 638 / 3643 ms, m2_monarch 214 / 1208 / 9343 ms,
+gla 52 / 469 / 1709 ms, attention 379 / 4720 ms (24.3 s at 8192, 16384 skipped). Scaling
+exponents: m2 1.33, m2_monarch 1.35, gla 1.24, attention 1.99; faster than attention from
+T ~ 670 (m2), ~ 790 (m2_monarch), ~ 520 (gla).
 """
 
 from __future__ import annotations
