@@ -119,7 +119,9 @@ def test_input_only_cell_is_one_exact_scan(T_):
     x_ref, grads_ref = with_gradient(cell.input_rollout)(params, u)
     chex.assert_shape(x, (B, T_, D))
     chex.assert_trees_all_close(x, x_ref, atol=1e-5, rtol=1e-5)
-    chex.assert_trees_all_close(grads, grads_ref, atol=1e-4, rtol=1e-4)
+    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
+        # Each leaf sums B·T terms in float32: compare relative to the leaf's largest entry.
+        chex.assert_trees_all_close(g, w, atol=1e-5 * float(jnp.max(jnp.abs(w))), rtol=1e-4)
     decay, _ = cell.input_coefficients(params, u)
     assert bool(jnp.all((decay > 0) & (decay < 1)))  # a contraction: real log-decays < 0
 
