@@ -31,7 +31,7 @@ _rollout = jax.jit(lrcssm.rollout)
         (0, 1, False, False),
         (1, 37, True, False),
         (2, 2048, False, False),
-        (3, 1, False, True),
+        pytest.param(3, 1, False, True, marks=pytest.mark.slow),
         (4, 37, True, True),
         pytest.param(6, 2048, False, True, marks=pytest.mark.slow),
     ],
