@@ -127,6 +127,7 @@ def test_eos_layer_with_monarch_projections():
         EOSConfig(embed_dim=M, projection="lowrank")
 
 
+@pytest.mark.slow  # an LM compile; the mixer's own step test covers decoding by default
 def test_m2_block_with_monarch_glu_decodes():
     config = LMConfig(
         vocab_size=16,
