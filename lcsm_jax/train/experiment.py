@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 
 import ml_collections
 
-from lcsm_jax.data.mqar_task import MQARTask
-from lcsm_jax.data.text.task import LMTask
+from lcsm_jax.data.mqar_task import MQARData, MQARTask
+from lcsm_jax.data.text.evaluate import LMEvaluator
+from lcsm_jax.data.text.task import LMData, LMTask
 from lcsm_jax.models.lm import LMConfig
+from lcsm_jax.train.evaluate import Evaluator
 from lcsm_jax.train.optim import OptimConfig
 from lcsm_jax.train.step import StepConfig
-
-TASKS = ("mqar", "lm")
 
 
 def _options(value) -> tuple[tuple[str, object], ...]:
     if isinstance(value, ml_collections.ConfigDict):
         value = value.to_dict()
     return tuple(sorted(dict(value or {}).items()))
-
-
-def check_task(config) -> str:
-    if config.task not in TASKS:
-        raise ValueError(f"unknown task {config.task!r}; valid: {', '.join(TASKS)}")
-    return config.task
 
 
 def mqar_task(config) -> MQARTask:
@@ -56,6 +52,33 @@ def lm_task(config) -> LMTask:
         test=d.test,
         eval_max_windows=d.eval_max_windows,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskKind:
+    """What the training loop needs of a task: the typed task from the config, its batches
+    (`steps_per_epoch`, `train_batch(step)`, optionally `get_state`/`set_state`) and its
+    evaluator (called with the params, returns {name: value})."""
+
+    make_task: Callable  # config -> task
+    make_data: Callable  # (task, batch_size) -> data
+    make_evaluator: Callable  # (params, mesh, params_shardings, data, batch_size) -> evaluator
+
+
+def _mqar_evaluator(params, mesh, params_shardings, data, batch_size):
+    return Evaluator(params, mesh, params_shardings, data.test, batch_size)
+
+
+TASKS = {
+    "mqar": TaskKind(mqar_task, MQARData, _mqar_evaluator),
+    "lm": TaskKind(lm_task, LMData, LMEvaluator),
+}
+
+
+def task_kind(config) -> TaskKind:
+    if config.task not in TASKS:
+        raise ValueError(f"unknown task {config.task!r}; valid: {', '.join(TASKS)}")
+    return TASKS[config.task]
 
 
 def model_config(config, vocab_size: int) -> LMConfig:

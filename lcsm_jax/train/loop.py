@@ -15,13 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 from tqdm import tqdm
 
-from lcsm_jax.data.mqar_task import MQARData
-from lcsm_jax.data.text.evaluate import LMEvaluator
-from lcsm_jax.data.text.task import LMData
 from lcsm_jax.models.lm import LanguageModel
 from lcsm_jax.train import experiment, optim, sharding
 from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
-from lcsm_jax.train.evaluate import Evaluator
 from lcsm_jax.train.metrics import MetricWriter
 from lcsm_jax.train.params import ModelParams
 from lcsm_jax.train.step import make_train_step
@@ -42,7 +38,7 @@ class Run:
     """Everything a run (or its evaluation) needs, built from the config."""
 
     def __init__(self, config, workdir, *, create: bool = True):
-        experiment.check_task(config)
+        kind = experiment.task_kind(config)
         self.config, self.workdir = config, Path(workdir)
         self.checkpoints = Checkpointer(
             self.workdir / "checkpoints",
@@ -50,15 +46,13 @@ class Run:
             use_async=config.train.async_checkpoints,
             create=create,
         )
-        lm = config.task == "lm"
-        self.task = experiment.lm_task(config) if lm else experiment.mqar_task(config)
+        self.task = kind.make_task(config)
         self.model_config = experiment.model_config(config, self.task.vocab_size)
         seed = config.seed
         self.params = ModelParams(lambda: LanguageModel(self.model_config, rngs=nnx.Rngs(seed)))
         self.mesh = sharding.make_mesh(config.mesh.fsdp, config.mesh.get("num_devices", 0))
         self.params_shardings = sharding.tree_shardings(self.params.abstract, self.mesh)
-        data_class = LMData if lm else MQARData
-        self.data = data_class(self.task, config.train.batch_size)
+        self.data = kind.make_data(self.task, config.train.batch_size)
         self.total_steps = experiment.total_steps(config, self.data.steps_per_epoch)
         self.optim_config = experiment.optim_config(config, self.total_steps)
         self.tx = optim.make(self.optim_config)
@@ -73,13 +67,8 @@ class Run:
             "opt_state": abstract_opt,
             "step": jax.ShapeDtypeStruct((), jnp.int32),
         }
-        evaluator_class = LMEvaluator if lm else Evaluator
-        self.evaluator = evaluator_class(
-            self.params,
-            self.mesh,
-            self.params_shardings,
-            self.data if lm else self.data.test,
-            config.train.eval_batch_size,
+        self.evaluator = kind.make_evaluator(
+            self.params, self.mesh, self.params_shardings, self.data, config.train.eval_batch_size
         )
 
     def init_state(self):
