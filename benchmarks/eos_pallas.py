@@ -20,6 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Run as a script from the repository root: benchmarks/ is on sys.path.
+from eos_backends import make_inputs
+
 from lcsm_jax import eos
 from lcsm_jax.eos import pallas
 
@@ -54,24 +57,6 @@ def peak_gbps(device) -> float | None:
         if name.lower() in kind.lower():
             return gbps
     return None
-
-
-def make_inputs(structure: str, B: int, T: int, H: int, K: int, D: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-
-    def normal(*shape):
-        return jnp.asarray(rng.normal(size=shape), jnp.float32)
-
-    def log_decay(*shape):  # logsigmoid(z)/16, the paper's default oscillation
-        return jax.nn.log_sigmoid(normal(*shape)) / 16
-
-    e, i, s = normal(B, T, H, K) / np.sqrt(K), normal(B, T, H, D), normal(B, T, H, K)
-    log_o = {
-        "k": lambda: log_decay(B, T, H, K, 1),
-        "separable": lambda: eos.Decay(k=log_decay(B, T, H, K), d=log_decay(B, T, H, D)),
-        "full": lambda: log_decay(B, T, H, K, D),
-    }[structure]()
-    return e, i, log_o, s
 
 
 def bytes_moved(args, B: int, T: int, H: int, K: int, D: int) -> tuple[int, int]:
