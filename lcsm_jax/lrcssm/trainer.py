@@ -17,7 +17,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from lcsm_jax.data import uea
@@ -27,6 +26,7 @@ from lcsm_jax.train import experiment, optim, sharding
 from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
 from lcsm_jax.train.metrics import MetricWriter
 from lcsm_jax.train.params import ModelParams
+from lcsm_jax.train.step import guarded_update
 
 
 class NonFiniteLossError(RuntimeError):
@@ -133,15 +133,7 @@ class Run:
             return _loss(self.params.model(p), batch)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
-        new = {
-            "params": optax.apply_updates(state["params"], updates),
-            "opt_state": opt_state,
-            "step": state["step"] + 1,
-        }
-        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+        new, grad_norm, finite = guarded_update(self.tx, state, grads, loss)
         metrics = {
             "loss": loss,
             "accuracy": aux["correct"] / jnp.maximum(jnp.sum(batch["weight"]), 1.0),

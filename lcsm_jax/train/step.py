@@ -61,6 +61,20 @@ def _cast(tree, dtype):
     )
 
 
+def guarded_update(tx, state, grads, loss):
+    """One optimizer update of {params, opt_state, step}; a NaN/Inf loss or gradient leaves the
+    state unchanged (the loop then stops). Returns (state, grad_norm, finite)."""
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new = {
+        "params": optax.apply_updates(state["params"], updates),
+        "opt_state": opt_state,
+        "step": state["step"] + 1,
+    }
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state), grad_norm, finite
+
+
 def make_train_step(
     params: ModelParams,
     tx: optax.GradientTransformation,
@@ -103,15 +117,7 @@ def make_train_step(
             key = jax.random.fold_in(jax.random.key(config.seed), state["step"])
         grads, sums = gradients(state["params"], batch, key)
         loss = sums["nll"] / jnp.maximum(sums["count"], 1)
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        new = {
-            "params": optax.apply_updates(state["params"], updates),
-            "opt_state": opt_state,
-            "step": state["step"] + 1,
-        }
-        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+        new, grad_norm, finite = guarded_update(tx, state, grads, loss)
         metrics = {
             "loss": loss,
             "accuracy": sums["correct"] / jnp.maximum(sums["count"], 1),
