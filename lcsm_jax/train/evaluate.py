@@ -13,6 +13,18 @@ def slice_name(seq_len: int, num_kv: int) -> str:
     return f"seq{seq_len}_kv{num_kv}"
 
 
+def padded_batches(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
+    """Fixed-size batches (x, y) over the rows; the last one is padded with rows whose labels are
+    all IGNORE, so one compiled eval step serves every batch and padding is never counted."""
+    for start in range(0, len(inputs), batch_size):
+        x, y = inputs[start : start + batch_size], labels[start : start + batch_size]
+        pad = batch_size - len(x)
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
+            y = np.concatenate([y, np.full((pad, y.shape[1]), IGNORE, y.dtype)])
+        yield x, y
+
+
 class Evaluator:
     def __init__(self, params, mesh, params_shardings, test_sets: dict, batch_size: int):
         n = mesh.devices.size
@@ -22,12 +34,7 @@ class Evaluator:
 
     def accuracy(self, p, inputs: np.ndarray, labels: np.ndarray) -> float:
         total, count = 0.0, 0
-        for start in range(0, len(inputs), self.batch_size):
-            x, y = inputs[start : start + self.batch_size], labels[start : start + self.batch_size]
-            pad = self.batch_size - len(x)
-            if pad:  # padded rows have no labels and are not counted
-                x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
-                y = np.concatenate([y, np.full((pad, y.shape[1]), IGNORE, y.dtype)])
+        for x, y in padded_batches(inputs, labels, self.batch_size):
             batch = sharding.put_batch(
                 {"inputs": x.astype(np.int32), "labels": y.astype(np.int32)}, self.mesh
             )

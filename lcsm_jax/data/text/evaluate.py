@@ -15,6 +15,7 @@ import numpy as np
 
 from lcsm_jax.data.text.packing import IGNORE
 from lcsm_jax.train import sharding
+from lcsm_jax.train.evaluate import padded_batches
 from lcsm_jax.train.step import cross_entropy
 
 
@@ -57,12 +58,7 @@ class LMEvaluator:
     def sums(self, p, split: str) -> tuple[float, int, int]:
         inputs, labels = self.windows(split)
         nll, count, num_bytes = 0.0, 0, 0
-        for start in range(0, len(inputs), self.batch_size):
-            x, y = inputs[start : start + self.batch_size], labels[start : start + self.batch_size]
-            pad = self.batch_size - len(x)
-            if pad:  # padded rows have no labels and are not counted
-                x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
-                y = np.concatenate([y, np.full((pad, y.shape[1]), IGNORE, y.dtype)])
+        for x, y in padded_batches(inputs, labels, self.batch_size):
             out = jax.device_get(
                 self._step(p, sharding.put_batch({"inputs": x, "labels": y}, self.mesh))
             )
