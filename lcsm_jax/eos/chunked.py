@@ -1,16 +1,17 @@
 """Chunkwise-parallel backend for separable oscillations (none, scalar, K-wise, D-wise, separable).
 
-Time is cut into chunks of C steps. Inside a chunk the output is a masked matmul with cumulative
-log-decays G (attention-like, on the MXU/tensor cores); across chunks only the K×D memory is
-carried, by a `lax.scan` over T/C chunks. Only the vector read (s [B,T,H,K]) has this matmul form.
+Time is cut into chunks of C steps and a `lax.scan` walks the T/C chunks, carrying the K×D memory.
+Inside a chunk the output is a masked matmul with cumulative log-decays G (attention-like, on the
+MXU/tensor cores) plus a read of the carried memory; the chunk's writes update it. Only the vector
+read (s [B,T,H,K]) has this matmul form.
 
 Numerics. Exponents that read or update the carried memory are differences G_a - G_b ≤ 0 and cannot
 overflow. The intra-chunk product exp(G_t - G_j) is factored as exp(G_t - G_mid)·exp(G_mid - G_j)
 around the chunk's middle step, which is exact as long as |G - G_mid| stays small; we never divide
 by cumulative products. When some chunk's decays are too strong for that (|G - G_mid| over
-SAFE_EXPONENT, rare: e.g. log o ≈ -20 per step), the call's result comes from the sub-block path
-of `intra_exact` instead (every factor ≤ 1), so the result is exact for any decay. Scalar decays
-need no factoring: their C×C decay matrix is formed directly.
+SAFE_EXPONENT, rare: e.g. log o ≈ -20 per step), the call takes an exact path instead, so the
+result is exact for any decay: the sub-block path of `intra_exact` (every factor ≤ 1), or for
+scalar decays the C×C decay matrix exp(G_t - G_j) formed directly.
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ def _exps(G, midpoint: bool) -> Exps | None:
     # leaking gradient to steps after t (exact causality of the gradient). |G - G_mid| ≤
     # SAFE_EXPONENT here, so up, down and the reuse of them for read/write cannot overflow.
     mid = jax.lax.stop_gradient(G[..., G.shape[-2] // 2 : G.shape[-2] // 2 + 1, :])
-    # The clip is strictly inactive wherever this path's result is used (see `scan`); elsewhere
-    # it keeps the discarded values, and so their (zero) gradients, finite.
+    # The clip is inactive wherever this path runs (see `_scan`). Under vmap, where `lax.cond`
+    # runs both branches, it keeps the discarded values, and so their (zero) gradients, finite.
     g, bound = G - mid, SAFE_EXPONENT + 1
     if jnp.iscomplexobj(g):
         g = jax.lax.complex(jnp.clip(g.real, -bound, bound), g.imag)
@@ -176,58 +177,51 @@ def _cumulative(x):
     return _opt(_chunk_cumsum, x["lk"]), _opt(_chunk_cumsum, x["ld"])
 
 
-def _carry(m0, decay, W_N):
-    """Memory entering each chunk ([N,B,H,K,D]) and after the last one.
-
-    A sequential `lax.scan` over the N = T/C chunks: one K×D multiply-add per chunk, linear in T.
-    Measured on CPU (benchmarks/eos_backends.py) it beats both an associative scan over chunks
-    (log N passes over the states) and masked matmuls over the chunk axis (quadratic within a
-    group, plus transposes), forward and backward.
-    """
-
-    def step(m, x):
-        d, w = x
-        return (m if d is None else d * m) + w, m
-
-    m_last, m_prev = jax.lax.scan(step, m0, (decay, W_N))
-    return m_prev, m_last
-
-
-def _all_chunks_at_once(m0, xs, intra: str):
-    """Every chunk's work batched over [N, B, H]: intra-chunk outputs, chunk writes, the carry
-    across chunks (a sequential scan) and the reads of the carried memory."""
-    Gk, Gd = _cumulative(xs)
+def _chunk(m, x, intra: str):
+    """One chunk of C steps for all of B, H: (memory carried in, chunk slices) -> (memory out, y)."""
+    Gk, Gd = _cumulative(x)
     Ek, Ed = _exps(Gk, intra == "midpoint"), _exps(Gd, intra == "midpoint")
-    masks = _masks(xs["run"], xs["run_prev"], xs["e"].shape[-2], lead=3)
-    decay, W = _write(xs, Ek, Ed, masks)
-    m_prev, m_last = _carry(m0, decay, W)
+    masks = _masks(x["run"], x["run_prev"], x["e"].shape[-2], lead=2)
+    decay, W = _write(x, Ek, Ed, masks)
     if intra == "direct":
-        y = _intra_direct(xs, Gk, masks.pair)
+        y = _intra_direct(x, Gk, masks.pair)
     elif intra == "midpoint":
-        y = _intra_midpoint(xs, Ek, Ed, masks.pair)
+        y = _intra_midpoint(x, Ek, Ed, masks.pair)
     else:
-        y = intra_exact.intra(xs, Gk, Gd, masks.pair)
-    return y + _read(xs, Ek, Ed, m_prev, masks), m_last
+        y = intra_exact.intra(x, Gk, Gd, masks.pair)
+    y = y + _read(x, Ek, Ed, m, masks)
+    return (m if decay is None else decay * m) + W, y
 
 
-def _safe(p: Problem, C: int):
+def _safe(xs):
     """True when the midpoint factoring is exact (|G - G_mid| ≤ SAFE_EXPONENT) in every chunk.
 
     |G_t - G_mid| is bounded by the sum of |log o| over the chunk's half that holds t (with
     equality at the chunk's ends for real decays), which needs no cumulative sum.
     """
     spread = 0.0
-    for log in (p.lk, p.ld):
+    for log in (xs["lk"], xs["ld"]):
         if log is not None:
-            halves = jnp.abs(jnp.real(_to_chunks(log, p.e.shape[1], C)))
-            mid = C // 2
+            halves, mid = jnp.abs(jnp.real(log)), log.shape[-2] // 2
             first = jnp.sum(halves[..., 1 : mid + 1, :], axis=-2)
             second = jnp.sum(halves[..., mid + 1 :, :], axis=-2)
             spread = spread + jnp.max(jnp.maximum(first, second))
     return jax.lax.stop_gradient(spread) <= SAFE_EXPONENT
 
 
-def _scan(p: Problem, C: int, intra: str):
+def _over_chunks(m0, xs, intra: str):
+    """A `lax.scan` of `_chunk` over the chunk axis of `xs`: (final memory, y [N,B,H,C,D]).
+
+    The body is rematerialised: the backward pass recomputes each chunk from its inputs and the
+    carried memory, so no T×C intermediates are kept between the passes, and every operation works
+    on one chunk's arrays (cache-sized) instead of streaming all chunks through memory. On the
+    2-core CPU this is 1.3-1.6x faster forward+backward than batching every chunk's work at once
+    and carrying the memory separately (benchmarks/eos_backends.py).
+    """
+    return jax.lax.scan(jax.checkpoint(lambda m, x: _chunk(m, x, intra)), m0, xs)
+
+
+def _scan(p: Problem, C: int):
     B, T, H, _ = p.e.shape
     D = p.i.shape[-1]
 
@@ -236,44 +230,33 @@ def _scan(p: Problem, C: int, intra: str):
 
     xs = {"e": chunked(p.e), "i": chunked(p.i), "s": chunked(p.s)}
     xs["lk"], xs["ld"] = chunked(p.lk), chunked(p.ld)
-    xs["reset"] = xs["run"] = xs["run_prev"] = None
+    xs["run"] = xs["run_prev"] = None
     n = xs["e"].shape[0]
     if p.reset is not None:
         reset = jnp.pad(p.reset, ((0, 0), (0, n * C - T)))
         run = jnp.cumsum(reset, axis=1, dtype=jnp.int32)
-        xs["reset"] = reset.reshape(B, n, C).transpose(1, 0, 2)
         xs["run"] = run.reshape(B, n, C).transpose(1, 0, 2)
         xs["run_prev"] = jnp.concatenate([jnp.zeros((1, B), jnp.int32), xs["run"][:-1, :, -1]])
 
-    y_NxBxHxCxD, m_last = _all_chunks_at_once(reference.initial_memory(p), xs, intra)
+    m0 = reference.initial_memory(p)
+    if p.ld is None and p.lk is None:
+        m_last, y_NxBxHxCxD = _over_chunks(m0, xs, "direct")
+    else:
+        # The midpoint factoring when every chunk is safe, else an exact path: scalar decays form
+        # their C×C decay matrix directly, others take the sub-block path. One cond around the
+        # whole scan: a cond per chunk inside the scan body made the common, safe case about
+        # 1.3x slower forward+backward on CPU.
+        scalar = p.ld is None and p.lk.shape[-1] == 1
+        m_last, y_NxBxHxCxD = jax.lax.cond(
+            _safe(xs),
+            lambda xs: _over_chunks(m0, xs, "midpoint"),
+            lambda xs: _over_chunks(m0, xs, "direct" if scalar else "exact"),
+            xs,
+        )
     y_BxTxHxD = y_NxBxHxCxD.transpose(1, 0, 3, 2, 4).reshape(B, n * C, H, D)[:, :T]
     return y_BxTxHxD, m_last
 
 
 def scan(p: Problem, chunk_size: int | None = None):
-    """Chunked backend: returns (y [B,T,H,D], final memory [B,H,K,D]).
-
-    Scalar (or no) decays form their C×C decay matrix directly. Other decays use the midpoint
-    factoring, exact while every chunk is safe (`_safe`); otherwise the result comes from the
-    sub-block path (exact for any decay), which runs only then, under a `lax.cond`. The fast path
-    stays outside the cond so that XLA fuses it with its producers and consumers (a cond around
-    both paths made the common, safe case about 1.3x slower forward+backward on CPU).
-    """
-    C = DEFAULT_CHUNK if chunk_size is None else chunk_size
-    if p.ld is None and (p.lk is None or p.lk.shape[-1] == 1):
-        return _scan(p, C, "direct")
-    static = {"structure": p.structure, "out_dtype": p.out_dtype}
-    arrays = p._replace(structure=None, out_dtype=None)
-    safe = _safe(p, C)
-    fast = _scan(p, C, "midpoint")
-
-    def exact(a):
-        return _scan(a._replace(**static), C, "exact")
-
-    def skipped(a):
-        del a
-        return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), fast)
-
-    # Rematerialised: its residuals would otherwise be kept next to the fast path's.
-    slow = jax.lax.cond(safe, skipped, jax.checkpoint(exact), arrays)
-    return jax.tree.map(lambda f, x: jnp.where(safe, f, x), fast, slow)
+    """Chunked backend: returns (y [B,T,H,D], final memory [B,H,K,D])."""
+    return _scan(p, DEFAULT_CHUNK if chunk_size is None else chunk_size)

@@ -245,14 +245,15 @@ def test_reset_ignores_decay_and_initial_state_applies_at_zero():
 
 @pytest.mark.parametrize(
     ("backend", "structure"),
-    [(b, "kwise") for b in BACKENDS] + [("reference", "full"), ("associative", "full")],
+    [(b, "kwise") for b in BACKENDS]
+    + [("reference", "full"), ("associative", "full"), ("chunked", "scalar")],
 )
 def test_long_sequence_with_strong_decays_is_stable(backend, structure):
     """T = 16384 with log decays uniform in [-20, 0]: finite, and equal to the oracle."""
     T = 16384
     rng = np.random.default_rng(11)
-    shape = (1, T, 1, 4, 1) if structure == "kwise" else (1, T, 1, 4, 3)
-    log_o = rng.uniform(-20.0, 0.0, shape).astype(np.float32)
+    shape = {"scalar": (1, T, 1, 1, 1), "kwise": (1, T, 1, 4, 1), "full": (1, T, 1, 4, 3)}
+    log_o = rng.uniform(-20.0, 0.0, shape[structure]).astype(np.float32)
     e = rng.normal(size=(1, T, 1, 4)).astype(np.float32)
     i = rng.normal(size=(1, T, 1, 3)).astype(np.float32)
     s = rng.normal(size=(1, T, 1, 4)).astype(np.float32)
