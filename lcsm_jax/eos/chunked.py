@@ -178,7 +178,7 @@ def _cumulative(x):
 
 
 def _chunk(m, x, intra: str):
-    """One chunk of C steps for all of B, H: (memory carried in, chunk slices) -> (memory out, y)."""
+    """One chunk of C steps for all of B, H: (memory in, the chunk's slices) -> (memory out, y)."""
     Gk, Gd = _cumulative(x)
     Ek, Ed = _exps(Gk, intra == "midpoint"), _exps(Gd, intra == "midpoint")
     masks = _masks(x["run"], x["run_prev"], x["e"].shape[-2], lead=2)
