@@ -189,9 +189,7 @@ def test_spec_backward_matches_finite_differences(elementwise):
             np.testing.assert_allclose(np.sum(grad * v), fd, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
-@pytest.mark.parametrize(
-    ("backend", "width"), [("associative", 4), ("chunked", 4), ("chunked", 1)]
-)
+@pytest.mark.parametrize(("backend", "width"), [("associative", 4), ("chunked", 4), ("chunked", 1)])
 def test_long_sequence_gradients_are_stable(backend, width):
     """T = 16384, K-wise (width 4) or scalar (width 1) log decays uniform in [-20, 0]: finite
     gradients equal to the reference."""
