@@ -5,7 +5,7 @@ earlier block, exp(G_t - G_j) = exp(G_t - R_p)·exp(R_p - G_j) with R_p the cumu
 end of block p-1: both factors are ≤ 1, so nothing overflows and an underflow only hides a product
 that is itself below float32 range. Inside a block the c×c decays exp(G_t - G_j) are formed
 directly. Costs about (c + n) exponentials per step and channel, against 3 for the midpoint
-factoring of `chunked._intra_midpoint`, which a chunk uses instead whenever it is exact.
+factoring of `chunk_math._intra_midpoint`, which is used instead whenever it is exact.
 """
 
 from __future__ import annotations

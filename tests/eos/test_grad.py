@@ -204,3 +204,28 @@ def test_long_sequence_gradients_are_stable(backend, width):
     [(got_loss, got)] = losses_and_grads([case], backend)
     assert_close(got_loss, want_loss, rtol=1e-4, what="loss")
     assert_trees_close(got, want, rtol=1e-4, what="grad")
+
+
+def test_chunked_gradients_under_vmap_mixing_safe_and_strong_decays():
+    """vmap over a problem with weak decays (factored path) and one with log o in [-20, 0] (exact
+    path): under vmap the path choice is per problem, and gradients equal the reference's."""
+    T = 3 * C + 5
+    rng = np.random.default_rng(21)
+    weak = rng.uniform(-0.5, 0.0, (1, T, 1, 4, 1))
+    strong = rng.uniform(-20.0, 0.0, (1, T, 1, 4, 1))
+    log_o = np.stack([weak, strong]).astype(np.float32)
+    e, s = (rng.normal(size=(2, 1, T, 1, 4)).astype(np.float32) for _ in range(2))
+    i = rng.normal(size=(2, 1, T, 1, 3)).astype(np.float32)
+
+    def loss(backend):
+        def f(e, i, log_o, s):
+            y, final = eos.eos_scan(e, i, log_o, s, backend=backend, chunk_size=C)
+            return jnp.sum(y * jnp.cos(y)) + jnp.sum(final)
+
+        return jax.jit(jax.vmap(jax.value_and_grad(f, argnums=(0, 1, 2, 3))))
+
+    got_loss, got = loss("chunked")(e, i, log_o, s)
+    want_loss, want = loss("reference")(e, i, log_o, s)
+    assert np.all(np.isfinite(np.asarray(got_loss)))
+    assert_close(got_loss, want_loss, rtol=1e-5, what="loss")
+    assert_trees_close(got, want, rtol=GRAD_RTOL, what="grad")
