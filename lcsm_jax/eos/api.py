@@ -75,7 +75,10 @@ def eos_scan(
       initial_state: memory before t=0, [B, H, K, D]; zeros if None.
       segment_ids: [B, T] integers; the memory restarts from zero where the id changes from t-1
         to t (packed sequences).
-      backend: "reference", "associative", "chunked", "pallas" or "auto".
+      backend: "reference", "associative", "chunked", "pallas" or "auto". Every backend supports
+        reverse-mode autodiff (grad, vjp) in every input; "chunked" (so "auto" on separable
+        decays) and "pallas" define their gradients with ``jax.custom_vjp``, so forward mode
+        (jvp, jacfwd) needs "reference" or "associative".
       chunk_size: chunk length of the chunked backend (default 64), or the time block of the
         pallas backend (default 16 for its chunked kernel and on TPU, 64 for its GPU scan).
 
