@@ -6,12 +6,16 @@
 
 Times are medians over --repeats runs after compilation. Peak memory is XLA's own estimate for the
 compiled program (arguments + outputs + temporaries), not a measured RSS. Rows whose estimated
-memory exceeds --max-gib are skipped (printed as "skip").
+memory exceeds --max-gib are skipped (printed as "skip"). Each row runs in a fresh process
+(--same-process turns that off): a row that touched gigabytes (the reference or associative
+backward) otherwise leaves the allocator in a state that slowed the next rows by 10-25% on CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
 import time
 
 import jax
@@ -140,6 +144,7 @@ def main():
     parser.add_argument("--backends", nargs="+", default=xla_backends, choices=eos.BACKENDS)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-gib", type=float, default=8.0)
+    parser.add_argument("--same-process", action="store_true", help="no fresh process per row")
     args = parser.parse_args()
     if args.quick:
         args.T, args.B, args.H, args.K, args.D, args.repeats = [256, 1024], 2, 2, 32, 32, 3
@@ -152,9 +157,17 @@ def main():
         for T in args.T:
             for backend in args.backends:
                 shape = (args.B, T, args.H, args.K, args.D)
-                row = bench_one(structure, backend, shape, args.repeats, args.max_gib)
+                job = (structure, backend, shape, args.repeats, args.max_gib)
+                row = bench_one(*job) if args.same_process else _in_fresh_process(job)
                 if row is not None:
                     print(format_row(row), flush=True)
+
+
+def _in_fresh_process(job):
+    """bench_one(*job) in a new (spawned) Python process, so rows do not share an allocator."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(bench_one, *job).result()
 
 
 if __name__ == "__main__":
