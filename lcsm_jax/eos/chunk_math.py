@@ -19,7 +19,6 @@ from lcsm_jax.eos import intra_exact, reference
 SAFE_EXPONENT = 30.0
 PRECISION = reference.PRECISION
 MASKED_LOG = -1e4  # exp() of it is exactly 0 in float32; finite, so gradients stay finite
-INTRA = ("direct", "midpoint", "exact")
 
 
 def opt(fn, x):
@@ -150,8 +149,25 @@ def _cumulative(x):
     return opt(_chunk_cumsum, x["lk"]), opt(_chunk_cumsum, x["ld"])
 
 
+def _half(x, first: bool) -> dict:
+    """The first or second half of a chunk's slices (steps on axis -2, or -1 for `run`)."""
+    h = x["e"].shape[-2] // 2
+    part = slice(None, h) if first else slice(h, None)
+    out = {name: opt(lambda a: a[..., part, :], x[name]) for name in ("e", "i", "s", "lk", "ld")}
+    out["run"] = opt(lambda r: r[..., part], x["run"])
+    out["run_prev"] = x["run_prev"] if first else opt(lambda r: r[..., h - 1], x["run"])
+    return out
+
+
 def chunk(m, x, intra: str):
-    """One chunk of C steps for all of B, H: (memory in, the chunk's slices) -> (memory out, y)."""
+    """One chunk of C steps for all of B, H: (memory in, the chunk's slices) -> (memory out, y).
+
+    `intra`: "direct", "midpoint", "exact", or "halves" (the midpoint path on each half in turn).
+    """
+    if intra == "halves":
+        m, y_first = chunk(m, _half(x, True), "midpoint")
+        m, y_second = chunk(m, _half(x, False), "midpoint")
+        return m, jnp.concatenate([y_first, y_second], axis=-2)
     Gk, Gd = _cumulative(x)
     Ek, Ed = _exps(Gk, intra == "midpoint"), _exps(Gd, intra == "midpoint")
     masks = _masks(x["run"], x["run_prev"], x["e"].shape[-2], lead=2)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lcsm_jax import eos
+from lcsm_jax.eos import chunked
 
 from . import oracle
 from .cases import (
@@ -264,3 +265,37 @@ def test_forward_mode_agrees_with_chunked_reverse_mode(backend):
     forward = jnp.sum(ct[0] * dy) + jnp.sum(ct[1] * dm)
     reverse = sum(jnp.sum(g * t) for g, t in zip(vjp(ct), tangents, strict=True))
     np.testing.assert_allclose(float(forward), float(reverse), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "path"),
+    [(-0.05, 0.0, "midpoint"), (-1.5, -1.3, "halves"), (-20.0, 0.0, "exact")],
+)
+def test_chunked_paths_by_decay_strength(low, high, path):
+    """K-wise decays weak enough for the midpoint factoring over a chunk of 64, strong enough to
+    need it over each half, or too strong for either (exact sub-blocks): each is the path taken,
+    and outputs and gradients equal the reference's."""
+    T, C64 = 256, 64
+    rng = np.random.default_rng(22)
+    log_o = rng.uniform(low, high, (1, T, 2, 4, 1)).astype(np.float32)
+    e, s = (rng.normal(size=(1, T, 2, 4)).astype(np.float32) for _ in range(2))
+    i = rng.normal(size=(1, T, 2, 3)).astype(np.float32)
+    ids = segment_ids(rng, 1, T)
+    xs = chunked.Arrays(e, i, s, log_o[..., 0], None)
+    paths = ("midpoint", "halves", "exact")
+    assert chunked._paths(eos.problem(e, i, log_o, s), C64) == paths
+    assert paths[int(chunked._path_index(xs, C64, paths))] == path
+
+    def loss(backend):
+        def f(e, i, log_o, s):
+            y, final = eos.eos_scan(
+                e, i, log_o, s, segment_ids=ids, backend=backend, chunk_size=C64
+            )
+            return jnp.sum(y * jnp.cos(y)) + jnp.sum(final)
+
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))
+
+    got_loss, got = loss("chunked")(e, i, log_o, s)
+    want_loss, want = loss("reference")(e, i, log_o, s)
+    assert_close(got_loss, want_loss, rtol=1e-5, what="loss")
+    assert_trees_close(got, want, rtol=GRAD_RTOL, what="grad")
