@@ -17,8 +17,9 @@ steps). The rest follows the paper's MQAR setting: 2 blocks, no channel mixer, n
 embedding, tied embeddings, N(0, 0.02²) init, AdamW with weight decay 0.1, cosine decay, early
 stop at accuracy 0.99.
 
-Measured on the 2-core CPU (shared with other jobs): test accuracy 0.991 at step 2500 (early
-stop) in about 6 minutes. MQAR training sits on a plateau at accuracy 0.25 before recall is
+Measured on the 2-core CPU: test accuracy 0.990 at step 2300 (early stop) in 3 min 20 s of
+`make run` with nothing else running (0.991 at step 2500 in about 6 minutes when the CPU was
+shared with other jobs, before the chunked backend's rewrite). MQAR training sits on a plateau at accuracy 0.25 before recall is
 learnt; when it leaves depends on the lr schedule and the data (with 20k examples the same model
 stalled there for 1.5k steps).
 """
