@@ -39,9 +39,9 @@ class Masks(NamedTuple):
     keep_prev: jax.Array | None  # no restart inside the chunk
 
 
-def _masks(run, run_prev, C: int, lead: int) -> Masks:
-    """`run` [..., C]: segment index per step; `lead`: dims before C in [..., H, C, X]."""
-    causal = jnp.tril(jnp.ones((C, C), bool)).reshape((1,) * lead + (C, C))
+def _masks(run, run_prev, C: int) -> Masks:
+    """`run` [B, C]: segment index per step; masks broadcast against [B, H, C, X]."""
+    causal = jnp.tril(jnp.ones((C, C), bool))[None, None]
     if run is None:
         return Masks(causal, None, None, None)
     same = run[..., None, :, None] == run[..., None, None, :]
@@ -73,7 +73,7 @@ def _exps(G, midpoint: bool) -> Exps | None:
     # SAFE_EXPONENT here, so up, down and the reuse of them for read/write cannot overflow.
     mid = jax.lax.stop_gradient(G[..., G.shape[-2] // 2 : G.shape[-2] // 2 + 1, :])
     # The clip is inactive wherever this path runs (see `chunked._safe`). Under vmap, where
-    # `lax.cond` runs both branches, it keeps the discarded values and their gradients finite.
+    # `lax.switch` runs every path, it keeps the discarded values and their gradients finite.
     g, bound = G - mid, SAFE_EXPONENT + 1
     if jnp.iscomplexobj(g):
         g = jax.lax.complex(jnp.clip(g.real, -bound, bound), g.imag)
@@ -170,7 +170,7 @@ def chunk(m, x, intra: str):
         return m, jnp.concatenate([y_first, y_second], axis=-2)
     Gk, Gd = _cumulative(x)
     Ek, Ed = _exps(Gk, intra == "midpoint"), _exps(Gd, intra == "midpoint")
-    masks = _masks(x["run"], x["run_prev"], x["e"].shape[-2], lead=2)
+    masks = _masks(x["run"], x["run_prev"], x["e"].shape[-2])
     decay, W = _write(x, Ek, Ed, masks)
     if intra == "direct":
         y = _intra_direct(x, Gk, masks.pair)

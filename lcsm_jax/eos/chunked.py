@@ -160,9 +160,7 @@ def _choose(paths: tuple[str, ...], index, fn):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _over_chunks(xs: Arrays, run, m0, C: int, paths: tuple[str, ...]):
-    index = _path_index(xs, C, paths)
-    y, m_last, _ = _choose(paths, index, lambda p: _forward(xs, run, m0, C, p))
-    return y, m_last
+    return _over_chunks_fwd(xs, run, m0, C, paths)[0]
 
 
 def _over_chunks_fwd(xs, run, m0, C, paths):
