@@ -20,7 +20,7 @@ from flax import nnx
 
 from lcsm_jax.models.decode import Decoder, SamplingConfig
 from lcsm_jax.models.lm import LanguageModel, LMConfig
-from lcsm_jax.train.params import ModelParams
+from lcsm_jax.nn.params import ModelParams
 
 
 def lm(mixer: str, args) -> ModelParams:

@@ -19,9 +19,9 @@ stop at accuracy 0.99.
 
 Measured on the 2-core CPU: test accuracy 0.990 at step 2300 (early stop) in 3 min 20 s of
 `make run` with nothing else running (0.991 at step 2500 in about 6 minutes when the CPU was
-shared with other jobs, before the chunked backend's rewrite). MQAR training sits on a plateau at accuracy 0.25 before recall is
-learnt; when it leaves depends on the lr schedule and the data (with 20k examples the same model
-stalled there for 1.5k steps).
+shared with other jobs, before the chunked backend's rewrite). MQAR training sits on a plateau
+at accuracy 0.25 before recall is learnt; when it leaves depends on the lr schedule and the
+data (with 20k examples the same model stalled there for 1.5k steps).
 """
 
 import ml_collections

@@ -9,7 +9,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from lcsm_jax import eos
-from lcsm_jax.m2.dense import LINEAR_KINDS
+from lcsm_jax.nn.linear import LINEAR_KINDS
 
 # Oscillation types whose construction rotates or rescales the data-dependent e and s.
 NEEDS_DD_E_AND_S = (11, 12)
@@ -48,7 +48,7 @@ class EOSConfig:
       dtype: compute dtype of projections and e, i, s (decays are always float32).
       param_dtype: dtype of the parameters.
       projection: "dense", "blockdiag" or "monarch" i, e, s and output projections (M2's
-        structured matrices, `lcsm_jax.m2.dense`); nblocks: their number of blocks.
+        structured matrices, `lcsm_jax.nn.linear`); nblocks: their number of blocks.
 
     The defaults are the paper's best language-modelling cell: naive parameterisation with
     data-dependent e, o (o_type 1) and s. Invalid combinations raise ``ValueError`` naming the

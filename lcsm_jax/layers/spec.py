@@ -44,7 +44,7 @@ class LayerSpec:
       backend, chunk_size: passed to `eos.eos_scan`.
       dtype, param_dtype: compute and parameter dtypes.
       projection, nblocks: kind of the i, e, s and output projections ("dense", "blockdiag" or
-        "monarch", see `lcsm_jax.m2.dense`) and their number of blocks.
+        "monarch", see `lcsm_jax.nn.linear`) and their number of blocks.
     """
 
     embed_dim: int

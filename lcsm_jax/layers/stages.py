@@ -13,7 +13,7 @@ from flax import nnx
 from lcsm_jax.layers.activations import activation
 from lcsm_jax.layers.spec import Dims, LayerSpec
 from lcsm_jax.layers.terms import Context, Terms
-from lcsm_jax.m2.dense import make_linear
+from lcsm_jax.nn.linear import make_linear
 
 LINEAR_STD = 0.02  # N(0, 0.02²) for linear weights (SPEC §4)
 PARAM_STD = 0.1  # N(0, 0.1²) for the P parameters of e, s and o (SPEC §2)

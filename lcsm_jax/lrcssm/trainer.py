@@ -22,10 +22,10 @@ from flax import nnx
 from lcsm_jax.data import uea
 from lcsm_jax.lrcssm.network import LrcSSM, LrcSSMConfig
 from lcsm_jax.lrcssm.solver import SolverConfig
+from lcsm_jax.nn.params import ModelParams
 from lcsm_jax.train import experiment, optim, sharding
 from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
 from lcsm_jax.train.metrics import MetricWriter
-from lcsm_jax.train.params import ModelParams
 from lcsm_jax.train.step import guarded_update
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from lcsm_jax.m2.dense import LINEAR_KINDS
 from lcsm_jax.m2.longconv import METHODS
+from lcsm_jax.nn.linear import LINEAR_KINDS
 
 KERNELS = ("hyena", "ssm")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.m2 import monarch
+from lcsm_jax.nn import monarch
 
 METHODS = ("fft", "monarch")
 

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcsm_jax.m2.config import M2Config
-from lcsm_jax.m2.dense import make_linear
 from lcsm_jax.m2.hyena import HyenaConv
 from lcsm_jax.m2.ssm import SSMConv
-from lcsm_jax.models.conv import ShortConv
+from lcsm_jax.nn.conv import ShortConv
+from lcsm_jax.nn.linear import make_linear
 
 
 class M2Mixer(nnx.Module):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lcsm_jax.models.init import dense
+from lcsm_jax.nn.init import dense
 
 
 class CausalAttention(nnx.Module):

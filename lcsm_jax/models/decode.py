@@ -12,7 +12,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.train.params import ModelParams
+from lcsm_jax.nn.params import ModelParams
 
 
 @dataclasses.dataclass(frozen=True)

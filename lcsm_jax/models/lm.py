@@ -14,9 +14,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcsm_jax.models.attention import CausalAttention
-from lcsm_jax.models.conv import ShortConv
-from lcsm_jax.models.init import INIT_STD
 from lcsm_jax.models.mlp import GLU, GLU_KINDS
+from lcsm_jax.nn.conv import ShortConv
+from lcsm_jax.nn.init import INIT_STD
 
 ATTENTION = "attention"
 CHANNEL_MIXERS = ("none", *GLU_KINDS)

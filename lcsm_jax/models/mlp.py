@@ -7,8 +7,8 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from lcsm_jax.m2.dense import make_linear
-from lcsm_jax.models.init import dense
+from lcsm_jax.nn.init import dense
+from lcsm_jax.nn.linear import make_linear
 
 # LMConfig.channel_mixer name -> kind of the GLU's matrices.
 GLU_KINDS = {"glu": "dense", "glu_blockdiag": "blockdiag", "glu_monarch": "monarch"}

@@ -16,10 +16,10 @@ from flax import nnx
 from tqdm import tqdm
 
 from lcsm_jax.models.lm import LanguageModel
+from lcsm_jax.nn.params import ModelParams
 from lcsm_jax.train import experiment, optim, sharding
 from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
 from lcsm_jax.train.metrics import MetricWriter
-from lcsm_jax.train.params import ModelParams
 from lcsm_jax.train.step import make_train_step
 
 

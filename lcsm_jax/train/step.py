@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import optax
 
 from lcsm_jax.data.mqar import IGNORE
+from lcsm_jax.nn.params import ModelParams
 from lcsm_jax.train import sharding
-from lcsm_jax.train.params import ModelParams
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

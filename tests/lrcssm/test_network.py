@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from lcsm_jax.lrcssm.network import LrcSSM, LrcSSMConfig, layer_norm
-from lcsm_jax.train.params import ModelParams
+from lcsm_jax.nn.params import ModelParams
 
 B, T, C, K = 2, 24, 3, 4
 

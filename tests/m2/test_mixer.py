@@ -12,9 +12,10 @@ from flax import nnx
 
 from lcsm_jax import catalogue
 from lcsm_jax.layers import EOSConfig, EOSLayer
-from lcsm_jax.m2 import M2Config, M2Mixer, MonarchDense
+from lcsm_jax.m2 import M2Config, M2Mixer
 from lcsm_jax.m2.longconv import long_conv
 from lcsm_jax.models.lm import LanguageModel, LMConfig
+from lcsm_jax.nn.linear import MonarchDense
 
 B, T, M = 2, 6, 8
 

@@ -9,7 +9,7 @@ from flax import nnx
 
 from lcsm_jax.models.decode import Decoder, SamplingConfig, sample
 from lcsm_jax.models.lm import LanguageModel, LMConfig
-from lcsm_jax.train.params import ModelParams
+from lcsm_jax.nn.params import ModelParams
 
 VOCAB = 48
 MODELS = {

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lcsm_jax.m2 import monarch
+from lcsm_jax.nn import monarch
 
 INIT_STD = 0.02
 LINEAR_KINDS = ("dense", "blockdiag", "monarch")

@@ -12,8 +12,9 @@ import pytest
 import scipy.linalg
 from flax import nnx
 
-from lcsm_jax.m2 import BlockDiagDense, MonarchDense, make_linear, monarch
 from lcsm_jax.models.mlp import GLU
+from lcsm_jax.nn import monarch
+from lcsm_jax.nn.linear import BlockDiagDense, MonarchDense, make_linear
 
 
 def _num_params(module) -> int:

@@ -14,7 +14,7 @@ import pytest
 import scipy.linalg
 from absl.testing import parameterized
 
-from lcsm_jax.m2 import monarch
+from lcsm_jax.nn import monarch
 
 
 def _randn(seed, *shape):
