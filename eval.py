@@ -1,8 +1,9 @@
-"""Evaluate a checkpoint: `python eval.py --config configs/mqar.py[:...] --workdir DIR [--step N]`.
+"""Evaluate a checkpoint: `python eval.py --config configs/x.py[:...] --workdir DIR [--step N]`.
 
-Restores the latest (or the given) checkpoint of DIR, reports MQAR accuracy per (seq_len, num_kv)
-slice (the training slice and `data.test_slices`) and writes them as JSON. For a language model
-(configs/lm.py) it reports validation and test loss, perplexity and bits per byte.
+Restores the latest (or the given) checkpoint of DIR, runs the task's full evaluation and writes
+it as JSON ({"step", "task", "metrics"}): MQAR accuracy per (seq_len, num_kv) slice (the training
+slice and `data.test_slices`); LM validation and test loss, perplexity and bits per byte; UEA
+test and train accuracy.
 """
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from lcsm_jax.train import experiment
 from lcsm_jax.train.checkpoint import CheckpointError
 from lcsm_jax.train.loop import Run
 
@@ -25,21 +27,20 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     try:
-        run = Run(_CONFIG.value, _WORKDIR.value, create=False)
+        run = Run(experiment.translate(_CONFIG.value), _WORKDIR.value, create=False)
         state, _ = run.restore(_STEP.value, same_config=False)
-    except (CheckpointError, ValueError) as err:
+    except (CheckpointError, ImportError, ValueError) as err:
         raise SystemExit(f"error: {err}") from err
     step = int(state["step"])
-    if run.config.task == "lm":  # loss, perplexity and bits per byte on validation and test
-        result = {"step": step, "lm": run.evaluator(state["params"], ("validation", "test"))}
-    else:
-        result = {"step": step, "accuracy": run.evaluator(state["params"])}
+    result = {
+        "step": step,
+        "task": run.experiment.task,
+        "metrics": run.evaluator.report(state["params"]),
+    }
     run.checkpoints.close()
     output = Path(_OUTPUT.value or Path(_WORKDIR.value) / f"eval_{step}.json")
     output.write_text(json.dumps(result, indent=2))
-    for name, acc in result.get("accuracy", {}).items():
-        print(f"step {step} accuracy {name}: {acc:.4f}")
-    for name, value in result.get("lm", {}).items():
+    for name, value in result["metrics"].items():
         print(f"step {step} {name}: {value:.4f}")
     print(f"wrote {output}")
 

@@ -16,6 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lcsm_jax.models.decode import Decoder, SamplingConfig
+from lcsm_jax.train import experiment
 from lcsm_jax.train.checkpoint import CheckpointError
 from lcsm_jax.train.loop import Run
 
@@ -34,14 +35,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    config = _CONFIG.value
-    if config.task != "lm":
-        raise SystemExit(
-            f"error: generate.py needs a language-model config, got task {config.task!r}"
-        )
     try:
+        exp = experiment.translate(_CONFIG.value)
+        if exp.task != "lm":
+            raise ValueError(f"generate.py needs a language-model config, got task {exp.task!r}")
         sampling = SamplingConfig(_TEMPERATURE.value, _TOP_K.value)
-        run = Run(config, _WORKDIR.value, create=False)
+        run = Run(exp, _WORKDIR.value, create=False)
         state, _ = run.restore(_STEP.value, same_config=False)
         decoder = Decoder(run.params, sampling, _NUM_TOKENS.value)
     except (CheckpointError, ValueError) as err:

@@ -43,6 +43,7 @@ ALIASES = {
     "seed": "seed",
     "fsdp": "mesh.fsdp",
     "conv": "model.short_conv",
+    "target": "train.early_stop.target",
 }
 SIZES = {
     "cpu": dict(d_model=128, layers=4, heads=4, seq_len=128, batch=16, vocab=4096, steps=400),
@@ -112,6 +113,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.save_every = 100 if size_name == "cpu" else 2000
     c.train.keep_checkpoints = 3
     c.train.async_checkpoints = True
+    # No early stop by default; e.g. target=2.0 stops once validation_loss <= 2.0.
+    c.train.early_stop = ml_collections.ConfigDict(
+        {"target": ml_collections.config_dict.placeholder(float), "metric": "", "mode": ""}
+    )
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.fsdp = 1

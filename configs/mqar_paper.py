@@ -34,5 +34,5 @@ def get_config(arg: str | None = None):
     c.train.eval_every = 1000
     c.train.save_every = 1000
     c.train.eval_batch_size = 512
-    c.train.target_accuracy = 0.99
+    c.train.early_stop.target = 0.99
     return overrides.apply(c, arg, mqar.ALIASES)

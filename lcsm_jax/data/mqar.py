@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE = -100
+from lcsm_jax.data.batching import IGNORE
+
 SPLITS = ("train", "test")
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 
 from lcsm_jax.data import mqar
+from lcsm_jax.data.batching import epoch_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +73,6 @@ class MQARData:
 
     def train_batch(self, step: int) -> dict[str, np.ndarray]:
         """Batch `step`: a slice of the epoch's permutation, seeded by (seed, epoch)."""
-        epoch, index = divmod(step, self.steps_per_epoch)
-        perm = np.random.default_rng([self.task.seed, 2, epoch]).permutation(self.task.num_train)
-        rows = perm[index * self.batch_size : (index + 1) * self.batch_size]
+        rows = epoch_rows(self.task.seed, 2, step, self.task.num_train, self.batch_size)
         inputs, labels = self.train
         return {"inputs": inputs[rows].astype(np.int32), "labels": labels[rows].astype(np.int32)}

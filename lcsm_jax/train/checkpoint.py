@@ -47,29 +47,38 @@ class Checkpointer:
             force=True,
         )
 
-    def restore(self, abstract_state, step: int | None = None):
-        """(state, meta) at `step` (default: the latest). `abstract_state` carries shardings."""
+    def _resolve(self, step: int | None) -> int:
         steps = self.all_steps()
         if step is None:
             if not steps:
                 raise CheckpointError(f"no checkpoint found in {self.directory}")
-            step = max(steps)
-        elif step not in steps:
+            return max(steps)
+        if step not in steps:
             raise CheckpointError(
                 f"no checkpoint for step {step} in {self.directory}; have {steps}"
             )
+        return step
+
+    def _restore(self, step: int, **items):
         try:
-            restored = self.manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-                ),
-            )
+            return self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as err:  # orbax raises many types for unreadable data
             raise CheckpointError(
                 f"checkpoint step {step} in {self.directory} could not be restored "
                 f"({type(err).__name__}: {err}); it was left untouched"
             ) from err
+
+    def meta(self, step: int | None = None) -> dict:
+        """The JSON record of `step` (default: the latest) alone, without reading the state."""
+        step = self._resolve(step)
+        return self._restore(step, meta=ocp.args.JsonRestore())["meta"]
+
+    def restore(self, abstract_state, step: int | None = None):
+        """(state, meta) at `step` (default: the latest). `abstract_state` carries shardings."""
+        step = self._resolve(step)
+        restored = self._restore(
+            step, state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+        )
         return restored["state"], restored["meta"]
 
     def wait(self) -> None:

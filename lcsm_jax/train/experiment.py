@@ -1,30 +1,35 @@
-"""From an experiment `ConfigDict` (configs/*.py) to the library's typed configs."""
+"""From an experiment `ConfigDict` (configs/*.py) to the typed `Experiment`: the one place that
+reads a ConfigDict. Launchers call `translate`; the training loop and everything below it only
+ever see the frozen dataclasses of `train/config.py`."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Callable
-
 import ml_collections
 
-from lcsm_jax.data.mqar_task import MQARData, MQARTask
-from lcsm_jax.data.text.evaluate import LMEvaluator
-from lcsm_jax.data.text.task import LMData, LMTask
+from lcsm_jax.data.mqar_task import MQARTask
+from lcsm_jax.data.text.task import LMTask
+from lcsm_jax.data.uea_task import UEATask
+from lcsm_jax.lrcssm.solver import SolverConfig
+from lcsm_jax.models.classifier import ClassifierConfig
 from lcsm_jax.models.lm import LMConfig
-from lcsm_jax.train.evaluate import Evaluator
+from lcsm_jax.train.config import EarlyStop, Experiment, MeshConfig, TrainConfig
 from lcsm_jax.train.optim import OptimConfig
 from lcsm_jax.train.step import StepConfig
 
 
+def _plain(value):
+    """ConfigDicts (and FrozenConfigDicts) as plain dicts, recursively."""
+    if isinstance(value, ml_collections.ConfigDict | ml_collections.FrozenConfigDict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _options(value) -> tuple[tuple[str, object], ...]:
-    if isinstance(value, ml_collections.ConfigDict):
-        value = value.to_dict()
-    return tuple(sorted(dict(value or {}).items()))
+    return tuple(sorted(dict(_plain(value) or {}).items()))
 
 
-def mqar_task(config) -> MQARTask:
-    d = config.data
+def _mqar_data(c) -> MQARTask:
+    d = c.data
     return MQARTask(
         vocab_size=d.vocab_size,
         seq_len=d.seq_len,
@@ -33,13 +38,13 @@ def mqar_task(config) -> MQARTask:
         num_test=d.num_test,
         power_a=d.power_a,
         random_non_queries=d.random_non_queries,
-        seed=config.seed,
+        seed=c.seed,
         test_slices=tuple(tuple(s) for s in d.get("test_slices", ())),
     )
 
 
-def lm_task(config) -> LMTask:
-    d = config.data
+def _lm_data(c) -> LMTask:
+    d = c.data
     return LMTask(
         corpus=d.corpus,
         source=d.source,
@@ -47,42 +52,19 @@ def lm_task(config) -> LMTask:
         tokenizer=d.tokenizer,
         bpe_vocab_size=d.vocab_size,
         seq_len=d.seq_len,
-        seed=config.seed,
+        seed=c.seed,
         validation=d.validation,
         test=d.test,
         eval_max_windows=d.eval_max_windows,
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskKind:
-    """What the training loop needs of a task: the typed task from the config, its batches
-    (`steps_per_epoch`, `train_batch(step)`, optionally `get_state`/`set_state`) and its
-    evaluator (called with the params, returns {name: value})."""
-
-    make_task: Callable  # config -> task
-    make_data: Callable  # (task, batch_size) -> data
-    make_evaluator: Callable  # (params, mesh, params_shardings, data, batch_size) -> evaluator
+def _uea_data(c) -> UEATask:
+    return UEATask(name=c.data.name, max_length=c.data.get("max_length"), seed=c.seed)
 
 
-def _mqar_evaluator(params, mesh, params_shardings, data, batch_size):
-    return Evaluator(params, mesh, params_shardings, data.test, batch_size)
-
-
-TASKS = {
-    "mqar": TaskKind(mqar_task, MQARData, _mqar_evaluator),
-    "lm": TaskKind(lm_task, LMData, LMEvaluator),
-}
-
-
-def task_kind(config) -> TaskKind:
-    if config.task not in TASKS:
-        raise ValueError(f"unknown task {config.task!r}; valid: {', '.join(TASKS)}")
-    return TASKS[config.task]
-
-
-def model_config(config, vocab_size: int) -> LMConfig:
-    m = config.model
+def _lm_model(c, vocab_size: int) -> LMConfig:
+    m = c.model
     return LMConfig(
         vocab_size=vocab_size,
         d_model=m.d_model,
@@ -97,37 +79,93 @@ def model_config(config, vocab_size: int) -> LMConfig:
     )
 
 
-def optim_config(config, total_steps: int) -> OptimConfig:
-    o = config.optim
+def _classifier(c) -> ClassifierConfig:
+    m = c.model
+    options = dict(_options(m.get("mixer_options")))
+    if m.mixer == "lrcssm" and "solver" in c:  # the Newton solve's settings (configs/uea.py)
+        s = c.solver
+        options["solver"] = SolverConfig(
+            tol=s.tol,
+            max_iter=s.max_iter,
+            clip=s.clip,
+            backend=s.backend,
+            max_jacobian=s.get("max_jacobian", float("inf")),
+        )
+    return ClassifierConfig(
+        hidden=m.hidden,
+        num_blocks=m.num_blocks,
+        mixer=m.mixer,
+        mixer_options=tuple(sorted(options.items())),
+    )
+
+
+def _early_stop(t) -> EarlyStop | None:
+    e = t.get("early_stop")
+    if e is None or e.get("target") is None:
+        return None
+    return EarlyStop(target=float(e.target), metric=e.get("metric", ""), mode=e.get("mode", ""))
+
+
+def _train(c, dropout: bool) -> TrainConfig:
+    t = c.train
+    return TrainConfig(
+        batch_size=t.batch_size,
+        num_steps=t.get("num_steps", 0),
+        num_epochs=t.get("num_epochs", 1),
+        eval_every=t.eval_every,
+        eval_batch_size=t.eval_batch_size,
+        log_every=t.log_every,
+        save_every=t.save_every,
+        keep_checkpoints=t.keep_checkpoints,
+        async_checkpoints=t.get("async_checkpoints", True),
+        step=StepConfig(
+            compute_dtype=t.get("compute_dtype", "float32"),
+            grad_accum=t.get("grad_accum", 1),
+            dropout=dropout,
+            seed=c.seed,
+        ),
+        early_stop=_early_stop(t),
+    )
+
+
+def _optim(c) -> OptimConfig:
+    o = c.optim
     return OptimConfig(
         lr=o.lr,
         weight_decay=o.weight_decay,
         warmup_steps=o.warmup_steps,
-        total_steps=total_steps,
         b1=o.b1,
         b2=o.b2,
         clip_norm=o.clip_norm,
     )
 
 
-def step_config(config, model: LMConfig) -> StepConfig:
-    t = config.train
-    return StepConfig(
-        compute_dtype=t.compute_dtype,
-        grad_accum=t.grad_accum,
-        dropout=model.embed_dropout > 0,
+def translate(config) -> Experiment:
+    """The typed experiment a config file describes. Already typed experiments pass through.
+
+    Raises:
+      ValueError: unknown task, or an invalid setting (the message names the field).
+    """
+    if isinstance(config, Experiment):
+        return config
+    task = config.task
+    if task == "mqar":
+        data = _mqar_data(config)
+        model = _lm_model(config, data.vocab_size)
+    elif task == "lm":
+        data = _lm_data(config)
+        model = _lm_model(config, data.vocab_size)
+    elif task == "uea":
+        data, model = _uea_data(config), _classifier(config)
+    else:
+        raise ValueError(f"unknown task {task!r}; valid: mqar, lm, uea")
+    dropout = isinstance(model, LMConfig) and model.embed_dropout > 0
+    return Experiment(
+        task=task,
+        data=data,
+        model=model,
+        optim=_optim(config),
+        train=_train(config, dropout),
+        mesh=MeshConfig(fsdp=config.mesh.fsdp, num_devices=config.mesh.get("num_devices", 0)),
         seed=config.seed,
     )
-
-
-def total_steps(config, steps_per_epoch: int) -> int:
-    t = config.train
-    steps = t.num_steps if t.get("num_steps", 0) else t.num_epochs * steps_per_epoch
-    if steps < 1:
-        raise ValueError(f"the run has {steps} steps: set train.num_steps or train.num_epochs")
-    return steps
-
-
-def fingerprint(config) -> str:
-    """The config as JSON, stored in checkpoints to refuse resuming a different experiment."""
-    return json.dumps(config.to_dict(), sort_keys=True, default=str)

@@ -13,7 +13,7 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_steps: int = 0
-    total_steps: int = 1000
+    total_steps: int | None = None  # None: set by the run from the data (see Experiment)
     b1: float = 0.9
     b2: float = 0.98
     clip_norm: float = 1.0
@@ -22,6 +22,10 @@ class OptimConfig:
     def __post_init__(self):
         if not self.lr > 0:
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.total_steps is None:
+            return
         if self.total_steps < 1 or not 0 <= self.warmup_steps <= self.total_steps:
             raise ValueError(
                 f"optim needs 0 <= warmup_steps ({self.warmup_steps}) <= total_steps "

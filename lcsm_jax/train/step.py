@@ -1,4 +1,4 @@
-"""The pure train and eval steps, jitted once with explicit shardings.
+"""The pure train step, jitted once with explicit shardings, for any task's loss.
 
 State is a dict {"params", "opt_state", "step"}. A step whose loss or gradient norm is not finite
 leaves the state unchanged and reports `finite = False`; the loop then stops, so the last good
@@ -8,12 +8,12 @@ checkpoint is never overwritten by a diverged one.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from lcsm_jax.data.mqar import IGNORE
 from lcsm_jax.nn.params import ModelParams
 from lcsm_jax.train import sharding
 
@@ -34,25 +34,6 @@ class StepConfig:
             )
         if self.grad_accum < 1:
             raise ValueError(f"train.grad_accum must be >= 1, got {self.grad_accum}")
-
-
-def cross_entropy(logits_BxTxV, labels_BxT):
-    """Mean token cross-entropy over labelled positions (labels != -100), plus counts."""
-    mask = labels_BxT != IGNORE
-    logp = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32))
-    nll = -jnp.take_along_axis(logp, jnp.where(mask, labels_BxT, 0)[..., None], -1)[..., 0]
-    correct = (jnp.argmax(logits_BxTxV, -1) == labels_BxT) & mask
-    count = jnp.sum(mask)
-    sums = {"nll": jnp.sum(nll * mask), "correct": jnp.sum(correct), "count": count}
-    return sums["nll"] / jnp.maximum(count, 1), sums
-
-
-def example_accuracy(logits_BxTxV, labels_BxT):
-    """[B] per-example accuracy (mean over its labelled positions) and [B] has-labels flags."""
-    mask = labels_BxT != IGNORE
-    correct = (jnp.argmax(logits_BxTxV, -1) == labels_BxT) & mask
-    count = jnp.sum(mask, axis=1)
-    return jnp.sum(correct, axis=1) / jnp.maximum(count, 1), count > 0
 
 
 def _cast(tree, dtype):
@@ -76,6 +57,7 @@ def guarded_update(tx, state, grads, loss):
 
 
 def make_train_step(
+    task_loss: Callable,
     params: ModelParams,
     tx: optax.GradientTransformation,
     config: StepConfig,
@@ -83,45 +65,60 @@ def make_train_step(
     state_shardings,
     schedule=None,
 ):
-    """Returns the jitted `train_step(state, batch) -> (state, metrics)` (state donated)."""
+    """Returns the jitted `train_step(state, batch) -> (state, metrics)` (state donated).
+
+    `task_loss(model, batch, dropout_key) -> (sums, peaks)`: `sums` holds "nll", "correct" and
+    "count" summed over the batch (and any other sums), `peaks` values that combine by max (e.g.
+    Newton iterations). Micro-batches of gradient accumulation add their sums and max their
+    peaks; the loss is sums["nll"] / sums["count"].
+    """
     compute = COMPUTE_DTYPES[config.compute_dtype]
 
     def loss_fn(p, batch, key):
-        model = params.model(_cast(p, compute))
-        logits = model(batch["inputs"], dropout_key=key)
-        return cross_entropy(logits, batch["labels"])
+        sums, peaks = task_loss(params.model(_cast(p, compute)), batch, key)
+        return sums["nll"] / jnp.maximum(sums["count"], 1), (sums, peaks)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def gradients(p, batch, key):
         if config.grad_accum == 1:
-            (_, sums), grads = grad_fn(p, batch, key)
-            return grads, sums
+            (_, aux), grads = grad_fn(p, batch, key)
+            return grads, aux
         A = config.grad_accum
         micro = jax.tree.map(lambda x: x.reshape(A, x.shape[0] // A, *x.shape[1:]), batch)
 
         def accumulate(carry, xs):
             index, mb = xs
-            (_, sums), grads = grad_fn(
-                p, mb, None if key is None else jax.random.fold_in(key, index)
-            )
-            return jax.tree.map(jnp.add, carry, (grads, sums)), None
+            mb_key = None if key is None else jax.random.fold_in(key, index)
+            (_, (sums, peaks)), grads = grad_fn(p, mb, mb_key)
+            total_grads, (total_sums, total_peaks) = carry
+            return (
+                jax.tree.map(jnp.add, total_grads, grads),
+                (
+                    jax.tree.map(jnp.add, total_sums, sums),
+                    jax.tree.map(jnp.maximum, total_peaks, peaks),
+                ),
+            ), None
 
-        zeros = (jax.tree.map(jnp.zeros_like, p), _zero_sums())
-        (grads, sums), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(A), micro))
-        return jax.tree.map(lambda g: g / A, grads), sums
+        first = jax.tree.map(lambda x: x[0], micro)
+        shapes = jax.eval_shape(grad_fn, p, first, key)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (shapes[1], shapes[0][1]))
+        (grads, aux), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(A), micro))
+        return jax.tree.map(lambda g: g / A, grads), aux
 
     def train_step(state, batch):
         key = None
         if config.dropout:
             key = jax.random.fold_in(jax.random.key(config.seed), state["step"])
-        grads, sums = gradients(state["params"], batch, key)
-        loss = sums["nll"] / jnp.maximum(sums["count"], 1)
+        grads, (sums, peaks) = gradients(state["params"], batch, key)
+        count = jnp.maximum(sums["count"], 1)
+        loss = sums["nll"] / count
         new, grad_norm, finite = guarded_update(tx, state, grads, loss)
         metrics = {
             "loss": loss,
-            "accuracy": sums["correct"] / jnp.maximum(sums["count"], 1),
-            "tokens": sums["count"],
+            "accuracy": sums["correct"] / count,
+            **{k: v for k, v in sums.items() if k not in ("nll", "correct")},
+            **peaks,
             "grad_norm": grad_norm,
             "finite": finite,
         }
@@ -134,22 +131,4 @@ def make_train_step(
         in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
         out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=0,
-    )
-
-
-def _zero_sums():
-    int_zero = jnp.zeros((), jnp.int32)
-    return {"nll": jnp.zeros((), jnp.float32), "correct": int_zero, "count": int_zero}
-
-
-def make_eval_step(params: ModelParams, mesh, params_shardings):
-    """Returns jitted `eval_step(params, batch) -> ([B] example accuracy, [B] has-labels)`."""
-
-    def eval_step(p, batch):
-        return example_accuracy(params.model(p)(batch["inputs"]), batch["labels"])
-
-    return jax.jit(
-        eval_step,
-        in_shardings=(params_shardings, sharding.batch_sharding(mesh)),
-        out_shardings=sharding.replicated(mesh),
     )

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lcsm_jax.train import loop  # noqa: E402
-from lcsm_jax.train.evaluate import slice_name  # noqa: E402
+from lcsm_jax.train.tasks.mqar import slice_name  # noqa: E402
 
 
 def cell_name(model: str, d_model: int, seq_len: int, num_kv: int, lr: float) -> str:

@@ -34,7 +34,7 @@ def test_train_eval_generate(tmp_path):
 
     assert "validation_bits_per_byte" in run("train.py")
     printed = run("eval.py")
-    result = json.loads((tmp_path / "run" / "eval_4.json").read_text())["lm"]
+    result = json.loads((tmp_path / "run" / "eval_4.json").read_text())["metrics"]
     assert set(result) == {
         f"{split}_{name}"
         for split in ("validation", "test")

@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from lcsm_jax.train import loop, optim, sharding
-from lcsm_jax.train.step import StepConfig, cross_entropy, make_train_step
+from lcsm_jax.train.step import StepConfig, make_train_step
+from lcsm_jax.train.tasks.tokens import cross_entropy
 from tests.train.helpers import tiny_config
 
 
@@ -20,7 +21,7 @@ def run(tmp_path_factory):
 
 def _step(run, **kwargs):
     config = StepConfig(**kwargs)
-    return make_train_step(run.params, run.tx, config, run.mesh, run.state_shardings)
+    return make_train_step(run.task.loss, run.params, run.tx, config, run.mesh, run.state_shardings)
 
 
 def _batch(run, step=0):
@@ -44,7 +45,8 @@ def test_gradient_accumulation_equals_one_big_batch(run):
     }
     outputs = []
     for accum in (1, 4):
-        step = make_train_step(run.params, tx, StepConfig(grad_accum=accum), run.mesh, shardings)
+        config = StepConfig(grad_accum=accum)
+        step = make_train_step(run.task.loss, run.params, tx, config, run.mesh, shardings)
         start = state()
         before = jax.tree.map(np.asarray, start["params"])
         new, metrics = step(start, _batch(run))

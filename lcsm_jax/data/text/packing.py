@@ -16,7 +16,7 @@ import collections
 import grain
 import numpy as np
 
-IGNORE = -100  # label of padded positions (the loss skips it)
+from lcsm_jax.data.batching import IGNORE
 
 
 class _PackIterator(grain.DatasetIterator):

@@ -1,4 +1,5 @@
-"""Language-model evaluation: loss, perplexity and bits per byte on whole splits.
+"""Language modelling: the grain-fed text task, and its evaluation (loss, perplexity and bits per
+byte on whole splits).
 
 Sums (not means) are accumulated over batches so that padded windows and partial batches weigh
 nothing. Bits per byte = total nll / ln 2 / total UTF-8 bytes of the predicted tokens, which
@@ -13,10 +14,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lcsm_jax.data.text.packing import IGNORE
+from lcsm_jax.data.batching import IGNORE, padded_batches
+from lcsm_jax.data.text.task import LMData
 from lcsm_jax.train import sharding
-from lcsm_jax.train.evaluate import padded_batches
-from lcsm_jax.train.step import cross_entropy
+from lcsm_jax.train.task import eval_batch_size
+from lcsm_jax.train.tasks.tokens import TokenTask, cross_entropy
+
+METRICS = ("loss", "perplexity", "bits_per_byte")
+
+
+class LMTextTask(TokenTask):
+    main_metric, maximize = "validation_loss", False
+
+    def __init__(self, experiment):
+        super().__init__(experiment)
+        self.data = LMData(experiment.data, experiment.train.batch_size)
+
+    def data_state(self):
+        return self.data.get_state()  # the grain iterator: saved to resume exactly
+
+    def restore_data_state(self, state) -> None:
+        self.data.set_state(state)
+
+    def make_evaluator(self, params, mesh, params_shardings, batch_size: int):
+        return LMEvaluator(params, mesh, params_shardings, self.data, batch_size)
 
 
 def split_metrics(nll: float, count: int, num_bytes: int, prefix: str) -> dict[str, float]:
@@ -29,9 +50,10 @@ def split_metrics(nll: float, count: int, num_bytes: int, prefix: str) -> dict[s
 
 
 class LMEvaluator:
+    metric_names = tuple(f"validation_{name}" for name in METRICS)
+
     def __init__(self, params, mesh, params_shardings, data, batch_size: int):
-        n = mesh.devices.size
-        self.batch_size = -(-batch_size // n) * n  # a multiple of the device count
+        self.batch_size = eval_batch_size(batch_size, mesh)
         self.mesh, self.data = mesh, data
         self._windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         token_bytes = jnp.asarray(data.token_bytes)
@@ -58,10 +80,9 @@ class LMEvaluator:
     def sums(self, p, split: str) -> tuple[float, int, int]:
         inputs, labels = self.windows(split)
         nll, count, num_bytes = 0.0, 0, 0
-        for x, y in padded_batches(inputs, labels, self.batch_size):
-            out = jax.device_get(
-                self._step(p, sharding.put_batch({"inputs": x, "labels": y}, self.mesh))
-            )
+        arrays = {"inputs": inputs, "labels": labels}
+        for batch, _ in padded_batches(arrays, self.batch_size, {"labels": IGNORE}):
+            out = jax.device_get(self._step(p, sharding.put_batch(batch, self.mesh)))
             nll += float(out["nll"])
             count += int(out["count"])
             num_bytes += int(out["bytes"])
@@ -73,3 +94,6 @@ class LMEvaluator:
         for split in splits:
             metrics.update(split_metrics(*self.sums(p, split), prefix=split))
         return metrics
+
+    def report(self, p) -> dict[str, float]:
+        return self(p, ("validation", "test"))

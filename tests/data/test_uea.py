@@ -1,18 +1,12 @@
-"""UEA/UCR loading (aeon, optional) and the classification trainer end to end."""
+"""UEA/UCR loading (aeon, optional): shapes, padding masks, standardisation, clear errors."""
 
 import builtins
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lcsm_jax.data import uea
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "configs"))
-
-import uea as uea_config  # noqa: E402  (configs/uea.py)
 
 
 def test_missing_aeon_is_a_clear_error(monkeypatch):
@@ -66,35 +60,3 @@ def test_unknown_dataset_names_the_shipped_ones():
     pytest.importorskip("aeon")
     with pytest.raises(ValueError, match="BasicMotions"):
         uea.load("NoSuchDataset")
-
-
-@pytest.mark.slow
-def test_config_and_trainer_end_to_end_with_resume(tmp_path):
-    pytest.importorskip("aeon")
-    from lcsm_jax.lrcssm import trainer
-
-    def config(steps):
-        c = uea_config.get_config(f"mode=input,hidden=8,state=8,blocks=1,steps={steps}")
-        c.train.log_every, c.train.eval_every = 1, 1000
-        return c
-
-    assert config(2).train.batch_size == 8 and config(2).data.name == "BasicMotions"
-    first = trainer.train(config(3), tmp_path)
-    assert first["final_step"] == 3 and 0.0 <= first["test"]["BasicMotions"] <= 1.0
-    records = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3]
-    # Same config resumes from the checkpoint; a different one is refused.
-    again = trainer.train(config(3), tmp_path)
-    assert again["start_step"] == 3 and again["test"] == first["test"]
-    with pytest.raises(trainer.CheckpointError, match="different"):
-        trainer.train(config(5), tmp_path)
-
-
-def test_trainer_rejects_bad_batch(tmp_path):
-    pytest.importorskip("aeon")
-    from lcsm_jax.lrcssm import trainer
-
-    with pytest.raises(ValueError, match="devices"):
-        trainer.train(uea_config.get_config("batch=4,mode=input"), tmp_path / "a")
-    with pytest.raises(ValueError, match="exceeds"):
-        trainer.train(uea_config.get_config("batch=48,mode=input"), tmp_path / "b")

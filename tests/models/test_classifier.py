@@ -1,4 +1,5 @@
-"""The LrcSSM classifier: modes agree, padding is invisible, gradients flow, bad configs fail."""
+"""The sequence classifier around the LRC mixer (LrcSSM's network): modes agree, padding is
+invisible, gradients flow, bad configs fail."""
 
 import chex
 import jax
@@ -6,15 +7,25 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from lcsm_jax.lrcssm.network import LrcSSM, LrcSSMConfig, layer_norm
+from lcsm_jax.models.classifier import ClassifierConfig, SequenceClassifier
+from lcsm_jax.nn.norm import layer_norm
 from lcsm_jax.nn.params import ModelParams
 
 B, T, C, K = 2, 24, 3, 4
 
 
-def build(**kwargs):
-    config = LrcSSMConfig(num_inputs=C, num_classes=K, hidden=8, state=6, **kwargs)
-    params = ModelParams(lambda: LrcSSM(config, rngs=nnx.Rngs(0)))
+def config(hidden=8, num_blocks=2, **options):
+    options = {"state": 6} | options
+    return ClassifierConfig(
+        hidden=hidden, num_blocks=num_blocks, mixer="lrcssm", mixer_options=tuple(options.items())
+    )
+
+
+def build(num_classes=K, **kwargs):
+    c = config(**kwargs)
+    params = ModelParams(
+        lambda: SequenceClassifier(c, num_inputs=C, num_classes=num_classes, rngs=nnx.Rngs(0))
+    )
     return params, jax.jit(params.init)()  # one compilation instead of many eager ops
 
 
@@ -30,8 +41,9 @@ def test_newton_equals_sequential_network(complex_state):
     sequential, p_seq = build(mode="sequential", complex_state=complex_state)
     chex.assert_trees_all_equal(p, p_seq)  # same parameters, only the solve differs
     u, mask = inputs()
-    logits, iterations = jax.jit(lambda p, u, m: newton.model(p)(u, m))(p, u, mask)
+    logits, stats = jax.jit(lambda p, u, m: newton.model(p)(u, m))(p, u, mask)
     expected, none = jax.jit(lambda p, u, m: sequential.model(p)(u, m))(p, u, mask)
+    iterations, none = stats["newton_iterations"], none["newton_iterations"]
     chex.assert_shape(logits, (B, K))
     chex.assert_trees_all_close(logits, expected, atol=1e-4, rtol=0)
     assert int(iterations) >= 1 and int(none) == 0
@@ -82,9 +94,8 @@ def test_layer_norm_is_parameter_free_and_normalises():
     ],
 )
 def test_bad_config(kwargs, match):
-    base = {"num_inputs": C, "num_classes": K}
     with pytest.raises(ValueError, match=match):
-        LrcSSMConfig(**(base | kwargs))
+        build(**kwargs)
 
 
 def test_bad_inputs():

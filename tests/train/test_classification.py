@@ -1,0 +1,121 @@
+"""UEA classification through the one training loop: LrcSSM and any other catalogue mixer train,
+resume exactly after SIGKILL, refuse another config, and eval.py reports on the workdir."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from lcsm_jax.train import loop
+from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "configs"))
+
+import uea as uea_config  # noqa: E402  (configs/uea.py)
+
+pytest.importorskip("aeon")
+TINY = "hidden=8,blocks=1,max_length=24"
+
+
+def config(extra: str):
+    c = uea_config.get_config(f"{TINY},{extra}")
+    c.train.log_every, c.train.eval_every = 1, 1000
+    return c
+
+
+def _losses(workdir) -> list[float]:
+    lines = (Path(workdir) / "metrics.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if r["split"] == "train"]
+
+
+def test_lrcssm_trains_resumes_and_refuses_another_config(tmp_path):
+    c = config("mode=input,state=8,steps=3")
+    assert c.train.batch_size == 8 and c.data.name == "BasicMotions"
+    first = loop.train(c, tmp_path)
+    assert first["final_step"] == 3 and 0.0 <= first["test"]["BasicMotions"] <= 1.0
+    records = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3]
+    again = loop.train(config("mode=input,state=8,steps=3"), tmp_path)
+    assert again["start_step"] == 3 and again["test"] == first["test"]
+    with pytest.raises(CheckpointError, match="different"):
+        loop.train(config("mode=input,state=8,steps=5"), tmp_path)
+
+
+@pytest.mark.parametrize("model", ["lru", "gla", "lrcssm"])
+def test_any_catalogue_mixer_trains_on_uea(tmp_path, model):
+    summary = loop.train(config(f"model={model},steps=2"), tmp_path)
+    assert summary["final_step"] == 2
+    assert 0.0 <= summary["test"]["BasicMotions"] <= 1.0
+    assert all(np.isfinite(_losses(tmp_path)))
+    if model == "lrcssm":  # the Newton solve reports its iterations
+        assert summary["test"]["newton_iterations"] >= 1
+
+
+def test_lrcssm_options_are_refused_for_another_mixer():
+    with pytest.raises(ValueError, match="unknown config override 'mode'"):
+        uea_config.get_config("model=lru,mode=input")
+
+
+def test_bad_batch_sizes_raise(tmp_path):
+    with pytest.raises(ValueError, match="devices"):
+        loop.train(uea_config.get_config("batch=4,mode=input"), tmp_path / "a")
+    with pytest.raises(ValueError, match="exceeds"):
+        loop.train(uea_config.get_config("batch=48,mode=input"), tmp_path / "b")
+
+
+def _command(script, workdir, *extra):
+    return [
+        sys.executable,
+        str(ROOT / script),
+        f"--config={ROOT}/configs/uea.py:{TINY},model=gla,steps=30",
+        "--config.train.save_every=5",
+        f"--workdir={workdir}",
+        *extra,
+    ]
+
+
+def _final_params(workdir):
+    ckpt = Checkpointer(Path(workdir) / "checkpoints", create=False)
+    step = ckpt.latest_step()
+    restored = ckpt.manager.restore(step)
+    ckpt.close()
+    return step, restored["state"]["params"]
+
+
+def test_sigkill_then_restart_reaches_the_same_parameters_and_eval_reports(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    run = lambda *cmd: subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)  # noqa: E731
+    run(*_command("train.py", tmp_path / "straight"))
+    proc = subprocess.Popen(
+        _command("train.py", tmp_path / "killed"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ckpts = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while not (ckpts / "10").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) < 30
+    run(*_command("train.py", tmp_path / "killed"))
+    step_a, params_a = _final_params(tmp_path / "straight")
+    step_b, params_b = _final_params(tmp_path / "killed")
+    assert step_a == step_b == 30
+    jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+    printed = run(*_command("eval.py", tmp_path / "killed")).stdout
+    result = json.loads((tmp_path / "killed" / "eval_30.json").read_text())
+    assert result["task"] == "uea" and result["step"] == 30
+    assert set(result["metrics"]) == {"BasicMotions", "train_accuracy"}
+    assert f"step 30 BasicMotions: {result['metrics']['BasicMotions']:.4f}" in printed
