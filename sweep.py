@@ -1,9 +1,14 @@
-"""MQAR sweep: `python sweep.py --config configs/mqar.py --sweepdir runs/sweep --models gla,lcsm
+"""Sweep any task: `python sweep.py --config configs/mqar.py --sweepdir runs/sweep --models gla,lcsm
 --d_models 64,128 --slices 64:4,128:8 --lrs 1e-3,3e-3,1e-2`.
 
-Resumable: rerun the same command to continue. Writes results.md (best-lr accuracy table),
-results.png and results.json into the sweep directory.
+`--slices` (seq_len:num_kv pairs) are MQAR's; leave them out for another task, e.g.
+`python sweep.py --config configs/uea.py --sweepdir runs/uea_sweep --models lrcssm,lru,gla
+--d_models 64 --lrs 1e-4,1e-3`. Resumable: rerun the same command to continue. Writes
+results.md (best-lr table of the task's main metric), results.png and results.json into the
+sweep directory.
 """
+
+import importlib.util
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -12,9 +17,9 @@ from lcsm_jax.train import sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "base experiment config (configs/*.py)")
 _DIR = flags.DEFINE_string("sweepdir", None, "directory holding one run per cell")
-_MODELS = flags.DEFINE_list("models", ["gla"], "mixers (catalogue names or attention)")
+_MODELS = flags.DEFINE_list("models", ["gla"], "mixers (catalogue names)")
 _D_MODELS = flags.DEFINE_list("d_models", ["64"], "model widths")
-_SLICES = flags.DEFINE_list("slices", ["64:4"], "seq_len:num_kv pairs")
+_SLICES = flags.DEFINE_list("slices", [], "MQAR seq_len:num_kv pairs (default: the config's)")
 _LRS = flags.DEFINE_list("lrs", ["1e-3", "3e-3", "1e-2"], "learning rates")
 flags.mark_flags_as_required(["config", "sweepdir"])
 
@@ -27,17 +32,30 @@ def _slice(text: str) -> tuple[int, int]:
         raise SystemExit(f"error: slice {text!r} is not seq_len:num_kv") from err
 
 
+def _aliases() -> dict[str, str]:
+    """The override names (ALIASES) of the config file the --config flag names."""
+    path = config_flags.get_config_filename(flags.FLAGS["config"])
+    spec = importlib.util.spec_from_file_location("sweep_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, "ALIASES", {})
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    results = sweep.run(
-        _CONFIG.value,
-        _DIR.value,
-        models=_MODELS.value,
-        d_models=[int(d) for d in _D_MODELS.value],
-        slices=[_slice(s) for s in _SLICES.value],
-        lrs=[float(lr) for lr in _LRS.value],
-    )
+    try:
+        results = sweep.run(
+            _CONFIG.value,
+            _aliases(),
+            _DIR.value,
+            models=_MODELS.value,
+            d_models=[int(d) for d in _D_MODELS.value],
+            slices=[_slice(s) for s in _SLICES.value],
+            lrs=[float(lr) for lr in _LRS.value],
+        )
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from err
     table, figure = sweep.report(results, _DIR.value)
     print(table.read_text())
     print(f"wrote {table} and {figure}")

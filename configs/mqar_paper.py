@@ -18,6 +18,7 @@ from lcsm_jax.train import overrides
 _spec = importlib.util.spec_from_file_location("mqar_base", Path(__file__).with_name("mqar.py"))
 mqar = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mqar)
+ALIASES = mqar.ALIASES
 
 
 def get_config(arg: str | None = None):
@@ -35,4 +36,4 @@ def get_config(arg: str | None = None):
     c.train.save_every = 1000
     c.train.eval_batch_size = 512
     c.train.early_stop.target = 0.99
-    return overrides.apply(c, arg, mqar.ALIASES)
+    return overrides.apply(c, arg, ALIASES)

@@ -32,6 +32,7 @@ ALIASES = {
     "max_length": "data.max_length",
     "model": "model.mixer",
     "hidden": "model.hidden",
+    "d_model": "model.hidden",
     "blocks": "model.num_blocks",
     "state": "model.mixer_options.state",  # the LRC mixer's options
     "mode": "model.mixer_options.mode",
@@ -46,17 +47,6 @@ ALIASES = {
 }
 
 BATCH = {"BasicMotions": 8, "JapaneseVowels": 32}
-# Default options per mixer (others: the catalogue's defaults at width `hidden`).
-MIXER_OPTIONS = {"lrcssm": {"state": 64, "mode": "newton", "complex_state": False}}
-
-
-def _mixer(arg: str | None) -> str:
-    """The `model=` override, read first: the mixer decides the default mixer_options."""
-    for item in (arg or "").split(","):
-        key, _, value = item.partition("=")
-        if key.strip() == "model":
-            return value.strip()
-    return "lrcssm"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -69,11 +59,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.max_length = ml_collections.config_dict.placeholder(int)  # None: full length
 
     c.model = ml_collections.ConfigDict()
-    c.model.mixer = _mixer(arg)
+    c.model.mixer = "lrcssm"
     c.model.hidden = 64
     c.model.num_blocks = 2
-    # lrcssm: state (64), mode newton | sequential | input, complex_state.
-    c.model.mixer_options = ml_collections.ConfigDict(MIXER_OPTIONS.get(c.model.mixer, {}))
+    # The mixer's catalogue options; empty: its defaults at width `hidden` (for lrcssm: a
+    # state of `hidden`, mode newton; state=, mode=newton|sequential|input, complex=True).
+    c.model.mixer_options = ml_collections.ConfigDict()
 
     c.solver = ml_collections.ConfigDict()  # the LRC mixer's Newton solve
     c.solver.tol = 1e-4

@@ -73,8 +73,9 @@ class LrcMixer(nnx.Module):
         )
         self.readout = nnx.data(None) if D == M else dense(D, M, rngs)
 
-    def params(self):
-        values = {name: p[...] for name, p in self.weights.items()}
+    def cell_params(self):
+        # By field name: nnx.capture adds its own entries to the nnx.Dict while it runs.
+        values = {name: self.weights[name][...] for name in self.kind._fields}
         for name in self.complex_fields:
             values[name] = jax.lax.complex(values[name][0], values[name][1])
         return self.kind(**values)
@@ -87,7 +88,7 @@ class LrcMixer(nnx.Module):
         """The cell's states over the sequence, [B, T, M]."""
         if segment_ids is not None:
             raise ValueError("lrcssm does not take segment_ids (its cell state is not reset)")
-        params, mode = self.params(), self.config.mode
+        params, mode = self.cell_params(), self.config.mode
         iterations = jnp.zeros((), jnp.int32)
         if mode == "input":
             x = solver.solve_input_only(params, x_BxTxM, backend=self.config.solver.backend)
@@ -106,7 +107,7 @@ class LrcMixer(nnx.Module):
 
     def step(self, x_BxM, state_BxD):
         """One token: x [B, M] and the cell state -> (y [B, M], next state)."""
-        params = self.params()
+        params = self.cell_params()
         if self.config.mode == "input":
             decay, bias = cell.input_coefficients(params, x_BxM[:, None])
             state_BxD = decay[:, 0] * state_BxD + bias[:, 0]

@@ -33,7 +33,7 @@ class ClassifierConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"ClassifierConfig.{name} must be an int >= 1, got {value!r}")
-        catalogue.check(self.mixer, **dict(self.mixer_options))
+        catalogue.check(self.mixer, embed_dim=self.hidden, **dict(self.mixer_options))
 
 
 class MLP(nnx.Module):
@@ -85,10 +85,10 @@ class SequenceClassifier(nnx.Module):
             raise ValueError(f"inputs must be [B, T, C={self.num_inputs}], got {u_BxTxC.shape}")
         if mask_BxT is not None and mask_BxT.shape != u_BxTxC.shape[:2]:
             raise ValueError(f"mask must be [B, T]={u_BxTxC.shape[:2]}, got {mask_BxT.shape}")
-        h = self.encoder(u_BxTxC.astype(jnp.float32))
-        for block in self.blocks:
-            h = block(h)
-        stats = _peaks(nnx.pop(self, nnx.Intermediate))
+        h, sown = nnx.capture(self._blocks, nnx.Intermediate)(
+            self.encoder(u_BxTxC.astype(jnp.float32))
+        )
+        stats = _peaks(sown)
         logits_BxTxK = self.classifier(h)
         if mask_BxT is None:
             return jnp.mean(logits_BxTxK, axis=1), stats
@@ -96,11 +96,16 @@ class SequenceClassifier(nnx.Module):
         total = jnp.sum(logits_BxTxK * weights_BxTx1, axis=1)
         return total / jnp.maximum(jnp.sum(weights_BxTx1, axis=1), 1.0), stats
 
+    def _blocks(self, h_BxTxM):
+        for block in self.blocks:
+            h_BxTxM = block(h_BxTxM)
+        return h_BxTxM
+
 
 def _peaks(intermediates) -> dict:
     """{name: the largest value sown under that name anywhere in the model}."""
     peaks = {}
     for path, value in jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(intermediates)):
-        name = next(str(k.key) for k in reversed(path) if isinstance(k.key, str))
+        name = next(k.key for k in reversed(path) if isinstance(getattr(k, "key", None), str))
         peaks[name] = value if name not in peaks else jnp.maximum(peaks[name], value)
     return peaks

@@ -34,7 +34,10 @@ LOG_INTERVAL_S = 30.0
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/Inf loss or gradient; the last good checkpoint is kept."""
+    """Training produced a NaN/Inf loss or gradient; the last good checkpoint is kept. Raised by
+    `train` with `.summary`: the run's summary so far (task, main metric, start step)."""
+
+    summary: dict | None = None
 
 
 def maybe_initialize_distributed() -> None:
@@ -170,7 +173,13 @@ def train(experiment, workdir) -> dict:
     )
     writer = MetricWriter(run.workdir, enabled=jax.process_index() == 0)
     start = int(state["step"])
-    summary = {"task": run.experiment.task, "start_step": start, "stopped": "completed"}
+    summary = {
+        "task": run.experiment.task,
+        "main_metric": run.task.main_metric,
+        "maximize": run.task.maximize,
+        "start_step": start,
+        "stopped": "completed",
+    }
     end = start if finished else run.total_steps
     saved_step = start
     pending = None
@@ -223,6 +232,9 @@ def train(experiment, workdir) -> dict:
                 break
         if pending is not None:
             report(*pending)
+    except NonFiniteLossError as err:
+        err.summary = summary  # what the run is (task, main metric) for a caller's record
+        raise
     finally:
         bar.close()
         run.checkpoints.close()

@@ -6,7 +6,8 @@ import ast
 
 
 def apply(config, arg: str | None, aliases: dict[str, str]):
-    """Sets each `key=value` of `arg` on `config`; keys are aliases or dotted config paths."""
+    """Sets each `key=value` of `arg` on `config`; keys are aliases or dotted config paths (a
+    path must exist, except a new key under a `mixer_options` node)."""
     if not arg:
         return config
     for item in arg.split(","):
@@ -23,14 +24,15 @@ def apply(config, arg: str | None, aliases: dict[str, str]):
         try:
             for parent in parents:
                 node = node[parent]
-            if leaf not in node:
+            # mixer_options are free-form: the catalogue validates them for the chosen mixer.
+            if leaf not in node and parents[-1:] != ["mixer_options"]:
                 raise KeyError(leaf)
         except KeyError:
             valid = sorted(aliases) + ["<any dotted config path>"]
             raise ValueError(
                 f"unknown config override {key!r}; valid: {', '.join(valid)}"
             ) from None
-        current = node[leaf]
+        current = node.get(leaf)
         if isinstance(current, float) and isinstance(value, int):
             value = float(value)
         node[leaf] = value

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from lcsm_jax.train import loop
+from lcsm_jax.train import experiment, loop
 from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +60,8 @@ def test_any_catalogue_mixer_trains_on_uea(tmp_path, model):
 
 
 def test_lrcssm_options_are_refused_for_another_mixer():
-    with pytest.raises(ValueError, match="unknown config override 'mode'"):
-        uea_config.get_config("model=lru,mode=input")
+    with pytest.raises(ValueError, match="'lru' does not take 'mode'"):
+        experiment.translate(uea_config.get_config("model=lru,mode=input"))
 
 
 def test_bad_batch_sizes_raise(tmp_path):
