@@ -31,10 +31,9 @@ def padded_batches(
         batch = {name: x[start : start + batch_size] for name, x in arrays.items()}
         real = len(next(iter(batch.values())))
         if real < batch_size:
-            batch = {
-                name: np.concatenate(
-                    [x, np.full((batch_size - real, *x.shape[1:]), pad_values.get(name, 0), x.dtype)]
-                )
-                for name, x in batch.items()
-            }
+            batch = {name: _pad(x, batch_size, pad_values.get(name, 0)) for name, x in batch.items()}
         yield batch, real
+
+
+def _pad(x: np.ndarray, rows: int, value) -> np.ndarray:
+    return np.concatenate([x, np.full((rows - len(x), *x.shape[1:]), value, x.dtype)])
