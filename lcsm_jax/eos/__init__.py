@@ -1,10 +1,11 @@
 """The EOS functional core: `m_t = o_t ⊙ m_{t-1} + e_t i_tᵀ`, `y_t = m_tᵀ s_t`, in pure JAX.
 
-Public API: `eos_scan`, `eos_step`, `Decay`, `resolve_backend`, `BACKENDS`.
+Public API: `eos_scan`, `eos_step`, `Decay`, `segment_resets`, `resolve_backend`, `BACKENDS`;
+`problem` builds the validated `Problem` that `resolve_backend` and the backends take.
 """
 
 from lcsm_jax.eos.api import BACKENDS, eos_scan, eos_step, resolve_backend
-from lcsm_jax.eos.inputs import STRUCTURES, Decay, Problem, problem
+from lcsm_jax.eos.inputs import STRUCTURES, Decay, Problem, problem, segment_resets
 
 __all__ = [
     "BACKENDS",
@@ -15,4 +16,5 @@ __all__ = [
     "eos_step",
     "problem",
     "resolve_backend",
+    "segment_resets",
 ]

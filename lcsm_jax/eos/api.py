@@ -2,6 +2,8 @@
 
 Every backend is a pure function `scan(problem, chunk_size) -> (y, final_memory)` over the canonical
 `Problem` of `inputs.py`; this module only validates, resolves the backend name and casts back.
+One token (T == 1, the decode path of `eos_step`) is one recurrence step in every backend; the
+dispatcher runs it as one `reference.step`, with no loop.
 """
 
 from __future__ import annotations
@@ -30,19 +32,22 @@ def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None 
     scan beats the associative scan (it moves the K×D state once, not log T times); on GPU/TPU the
     associative scan's log depth wins. "pallas" is never chosen: on CPU it only runs interpreted,
     and it has not been benchmarked on an accelerator yet (benchmarks/eos_pallas.py).
+
+    The answer does not depend on T, so a backend that rejects a problem rejects it at T == 1
+    too, although `eos_scan` then runs one reference step whatever the backend.
     """
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     if backend == "auto":
-        if chunked.supports(problem) is None:
+        if chunked.unsupported_reason(problem) is None:
             return "chunked"
         platform = platform or jax.default_backend()
         return "reference" if platform == "cpu" else "associative"
-    if backend not in _BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
-    if backend == "chunked" and (reason := chunked.supports(problem)) is not None:
+    if backend == "chunked" and (reason := chunked.unsupported_reason(problem)) is not None:
         raise ValueError(
             f"backend 'chunked' does not support {reason}; use 'reference', 'associative' or 'auto'"
         )
-    if backend == "pallas" and (reason := pallas.supports(problem, platform)) is not None:
+    if backend == "pallas" and (reason := pallas.unsupported_reason(problem, platform)) is not None:
         raise ValueError(
             f"backend 'pallas' does not support {reason}; use 'reference', 'associative' or 'auto'"
         )
@@ -94,20 +99,20 @@ def eos_scan(
         not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
     ):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    if not isinstance(backend, str):
-        raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
     name = resolve_backend(backend, problem)
-    arrays = problem._replace(structure=None, out_dtype=None)
-    return _run(arrays, name, chunk_size, problem.structure, jnp.dtype(problem.out_dtype))
+    if problem.e.shape[1] == 1:
+        # One token is one step in every backend; the reference takes it without a loop, and
+        # every backend name shares one compiled program.
+        name, chunk_size = "reference", None
+    return _run(problem, name, chunk_size)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _run(arrays: inputs.Problem, name, chunk_size, structure, out_dtype):
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _run(problem: inputs.Problem, name: str, chunk_size: int | None):
     """Jitted so that eager calls reuse compiled backends (inside an outer jit it is inlined)."""
-    problem = arrays._replace(structure=structure, out_dtype=out_dtype)
     y, m = _BACKENDS[name](problem, chunk_size)
-    return y.astype(out_dtype), m
+    return y.astype(problem.out_dtype), m
 
 
 def _add_time_axis(x, rank: int):
@@ -122,7 +127,9 @@ def eos_step(e_t, i_t, log_o_t, s_t, state):
 
     Args are those of ``eos_scan`` without the T axis: e_t [B,H,K], i_t [B,H,D], log_o_t
     broadcastable to [B,H,K,D] (or a ``Decay`` with k [B,H,K], d [B,H,D], or ``0``), s_t [B,H,K]
-    or an elementwise [B,H,K,D], and state [B,H,K,D]. Chaining it over t reproduces ``eos_scan``.
+    or an elementwise [B,H,K,D], and state [B,H,K,D]. It is ``eos_scan`` on T = 1 (one
+    reference step) with the time axis added and removed, so chaining it over t reproduces
+    ``eos_scan``.
 
     Returns:
       ``(y_t, state)``: y_t [B,H,D] in the dtype of ``i_t``; state in float32 (complex64).
@@ -145,18 +152,6 @@ def eos_step(e_t, i_t, log_o_t, s_t, state):
         if jnp.ndim(log_o_t) > 4:
             raise ValueError(f"log_o_t must broadcast to [B,H,K,D], got {jnp.shape(log_o_t)}")
         log_o = _add_time_axis(log_o_t, 4)
-    s = jnp.asarray(s_t)[:, None]
-    p = inputs.problem(
-        jnp.asarray(e_t)[:, None], jnp.asarray(i_t)[:, None], log_o, s, state, suffix="_t"
-    )
-    steps = reference.Step(
-        e=p.e[:, 0],
-        i=p.i[:, 0],
-        s=p.s[:, 0],
-        lk=None if p.lk is None else p.lk[:, 0],
-        ld=None if p.ld is None else p.ld[:, 0],
-        lo=None if p.lo is None else p.lo[:, 0],
-        reset=None,
-    )
-    m, y = reference.step(p.m0, steps)
-    return y.astype(p.out_dtype), m
+    e, i, s = (jnp.asarray(x)[:, None] for x in (e_t, i_t, s_t))
+    y, m = _run(inputs.problem(e, i, log_o, s, state, suffix="_t"), "reference", None)
+    return y[:, 0], m

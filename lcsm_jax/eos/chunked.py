@@ -39,8 +39,8 @@ from lcsm_jax.eos.inputs import FULL, Problem
 DEFAULT_CHUNK = 64
 
 
-def supports(p: Problem) -> str | None:
-    """None if the chunked backend handles `p`, else the reason it does not."""
+def unsupported_reason(p: Problem) -> str | None:
+    """Why the chunked backend cannot run `p` ("does not support <reason>"), or None if it can."""
     if p.structure == FULL:
         return "a full K×D (non-separable) log_o"
     if p.elementwise_read:

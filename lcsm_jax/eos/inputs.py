@@ -2,13 +2,14 @@
 
 Every backend consumes a `Problem`: arrays already cast to the accumulation dtype (float32, or
 complex64 for complex inputs) and the oscillation reduced to its structure, so backends never see
-user-facing shapes, dtypes or the `Decay` wrapper.
+user-facing shapes, dtypes or the `Decay` wrapper. A `Problem` is a pytree whose leaves are its
+arrays; `structure` and `out_dtype` are static metadata, so it passes through `jax.jit` as is.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,12 +36,18 @@ class Decay:
     d: Any = None
 
 
-class Problem(NamedTuple):
+_STATIC = {"static": True}  # a pytree meta field of `register_dataclass`
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Problem:
     """Canonical EOS problem (accumulation dtype throughout).
 
     e [B,T,H,K]; i [B,T,H,D]; s [B,T,H,K] (vector read) or [b,t,h,K|1,D|1] (elementwise read);
     lk [b,t,h,K|1] and ld [b,t,h,D|1] (separable log decay, either None) or lo [b,t,h,K|1,D|1]
     (full log decay); reset [B,T] bool (memory restarts at t) or None; m0 [B,H,K,D] or None.
+    Static: `structure` (one of STRUCTURES) and `out_dtype` (the dtype y is returned in).
     """
 
     e: Array
@@ -51,8 +58,8 @@ class Problem(NamedTuple):
     lo: Array | None
     reset: Array | None
     m0: Array | None
-    structure: str
-    out_dtype: Any
+    structure: str = dataclasses.field(metadata=_STATIC)
+    out_dtype: Any = dataclasses.field(metadata=_STATIC)
 
     @property
     def elementwise_read(self) -> bool:
@@ -194,10 +201,6 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
             raise ValueError(f"initial_state must be [B,H,K,D]={(B, H, K, D)}, got {m0.shape}")
         m0 = m0.astype(cdtype)
 
-    reset = None
-    if segment_ids is not None:
-        reset = resets_from_segment_ids(segment_ids, B, T)
-
     return Problem(
         e=e.astype(cdtype),
         i=i.astype(cdtype),
@@ -205,15 +208,29 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
         lk=lk,
         ld=ld,
         lo=lo,
-        reset=reset,
+        reset=segment_resets(segment_ids, B, T),
         m0=m0,
         structure=structure,
-        out_dtype=i.dtype,
+        out_dtype=jnp.dtype(i.dtype),
     )
 
 
-def resets_from_segment_ids(segment_ids, B: int, T: int) -> Array:
-    """[B,T] bool: True where the id changes from t-1 to t (never at t=0)."""
+def segment_resets(segment_ids, B: int, T: int) -> Array | None:
+    """The memory restarts of packed sequences: where a segment id changes.
+
+    Args:
+      segment_ids: [B, T] integers (or bools), or None.
+      B, T: the batch and time sizes the ids must have.
+
+    Returns:
+      [B, T] bool, True at t where ``segment_ids[:, t] != segment_ids[:, t-1]`` (never at t=0);
+      None when segment_ids is None (no restart).
+
+    Raises:
+      TypeError if the ids are not integers; ValueError if they are not [B, T].
+    """
+    if segment_ids is None:
+        return None
     ids = _as_array(segment_ids, "segment_ids")
     if not (jnp.issubdtype(ids.dtype, jnp.integer) or ids.dtype == np.bool_):
         raise TypeError(f"segment_ids must be an integer array, got dtype {ids.dtype}")

@@ -33,8 +33,9 @@ MIN_DOT = 16
 TPU_BLOCK_K, TPU_BLOCK_D, TPU_BLOCK_T = 64, 128, 16
 
 
-def supports(p: Problem, platform: str | None = None) -> str | None:
-    """None if the Pallas backend handles `p` on `platform`, else the reason it does not."""
+def unsupported_reason(p: Problem, platform: str | None = None) -> str | None:
+    """Why the Pallas backend cannot run `p` on `platform` ("does not support <reason>"), or None
+    if it can."""
     if p.e.dtype.kind == "c":
         return "complex inputs"
     platform = platform or jax.default_backend()
@@ -74,7 +75,7 @@ def scan_with(
     ``target`` is "triton" (GPU kernels) or "mosaic" (TPU kernel), by default the platform's;
     ``interpret`` defaults to True on CPU (the only way Pallas runs there), False elsewhere.
     """
-    if (reason := supports(p)) is not None:
+    if (reason := unsupported_reason(p)) is not None:
         raise ValueError(f"backend 'pallas' does not support {reason}")
     if kernel not in KERNELS:
         raise ValueError(f"unknown Pallas kernel {kernel!r}; valid kernels: {', '.join(KERNELS)}")

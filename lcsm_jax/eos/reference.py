@@ -2,7 +2,7 @@
 
 One step is `m = o ⊙ m + e iᵀ` (o = 0 where a segment restarts), `y = read(s, m)`. Arrays whose
 time axis has size 1 (data-independent parameters) are closed over instead of scanned, so a fixed
-K×D decay is never broadcast to [B,T,H,K,D].
+K×D decay is never broadcast to [B,T,H,K,D]. A single token (T = 1) is one `step`, with no loop.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ def step(m_BxHxKxD, x: Step):
 def run_steps(m0_BxHxKxD, steps: Step):
     """Scans `step` over axis 1 of the fields of `steps`; a field with size-1 axis 1 is constant."""
     T = steps.e.shape[1]
+    if T == 1:  # one token (decoding)
+        m, y = step(m0_BxHxKxD, Step(*(None if x is None else x[:, 0] for x in steps)))
+        return y[:, None], m
     scanned = {}
     consts = {}
     for name, x in steps._asdict().items():

@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 
 from lcsm_jax import eos
+from lcsm_jax.eos import associative, chunked, reference
 
-from .cases import STRUCTURES, Case, assert_close, make_case, run_case
+from .cases import (
+    STRUCTURES,
+    C,
+    Case,
+    assert_close,
+    case_args,
+    chunked_supports,
+    make_case,
+    run_case,
+    scan_fn,
+)
 
 RTOL = 2e-5
 
@@ -105,3 +116,32 @@ def test_step_bfloat16():
     ).oracle()
     assert_close(y_t, y_ref[:, 0], rtol=8e-3, what="y_t")
     assert_close(state, m_ref, rtol=1e-5, what="state")
+
+
+@pytest.mark.parametrize("backend", ("associative", "chunked", "pallas"))
+def test_one_token_runs_one_step_for_every_backend(backend):
+    """On T = 1 eos_scan takes one reference step, with no loop, whichever backend is named."""
+    case = make_case("separable", 1, init=True, seed=11)
+    y_t, state = eos.eos_step(*_step_args(case, 0), case.initial_state)
+    y, final = run_case(case, backend)
+    chex.assert_trees_all_close((y[:, 0], final), (y_t, state), rtol=1e-6, atol=1e-6)
+    jaxpr = str(jax.make_jaxpr(scan_fn(case.log_o, backend=backend))(*case_args(case)))
+    assert "scan[" not in jaxpr and "while[" not in jaxpr and "pallas_call" not in jaxpr
+    longer = make_case("separable", 2, init=True, seed=11)
+    assert "scan[" in str(jax.make_jaxpr(scan_fn(longer.log_o))(*case_args(longer)))
+
+
+@pytest.mark.parametrize("elementwise", (False, True))
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_backends_take_one_token_directly(structure, elementwise):
+    """Each backend's own scan on T = 1 (the dispatcher no longer sends it one token)."""
+    case = make_case(structure, 1, init=True, seg=True, elementwise=elementwise, seed=12)
+    p = eos.problem(*case_args(case))
+    fns = {"associative": associative.scan, "reference": reference.scan}
+    if chunked_supports(structure, elementwise):
+        fns["chunked"] = chunked.scan
+    y_ref, m_ref = case.oracle()
+    for name, fn in fns.items():
+        y, final = jax.jit(fn, static_argnums=1)(p, C)
+        assert_close(y, y_ref, rtol=RTOL, what=f"{name} y")
+        assert_close(final, m_ref, rtol=RTOL, what=f"{name} state")
