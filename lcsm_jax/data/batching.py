@@ -31,7 +31,9 @@ def padded_batches(
         batch = {name: x[start : start + batch_size] for name, x in arrays.items()}
         real = len(next(iter(batch.values())))
         if real < batch_size:
-            batch = {name: _pad(x, batch_size, pad_values.get(name, 0)) for name, x in batch.items()}
+            batch = {
+                name: _pad(x, batch_size, pad_values.get(name, 0)) for name, x in batch.items()
+            }
         yield batch, real
 
 
