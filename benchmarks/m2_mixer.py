@@ -33,13 +33,15 @@ from flax import nnx
 
 from lcsm_jax import catalogue
 from lcsm_jax.m2 import M2Config, M2Mixer
-from lcsm_jax.models.attention import CausalAttention
 
 
 def build(row: str, M: int, max_len: int):
     rngs = nnx.Rngs(0)
     if row == "attention":
-        return CausalAttention(M, num_heads=max(1, M // 64), max_len=max_len, rngs=rngs)
+        heads = max(1, M // 64)
+        return catalogue.build(
+            "attention", embed_dim=M, rngs=rngs, num_heads=heads, max_len=max_len
+        )
     if row == "gla":
         return catalogue.build("gla", embed_dim=M, rngs=rngs, num_heads=max(1, M // 64))
     long_conv = "monarch" if row == "m2_monarch" else "fft"

@@ -1,12 +1,16 @@
-"""Published linear-complexity methods as EOS settings (SPEC §3), one entry each, built by `build`.
+"""Every sequence mixer by name: published linear-complexity methods as EOS settings (SPEC §3),
+the paper grid, Monarch Mixer and the softmax-attention baseline, one entry each, built by
+`build` (validated without building by `check`). Every built layer satisfies
+`lcsm_jax.nn.mixer.Mixer`.
 
-Each entry is data: its paper and the stage choices of the shared `EOSMixer` skeleton
-(i = input stage, e = expand, s = shrink, o = oscillation; see `lcsm_jax.layers`). Every entry is
-the method's EOS core inside the common layer (W_i in, W_out LayerNorm out); gates, short
+Each EOS entry is data: its paper and the stage choices of the shared `EOSMixer` skeleton
+(i = input stage, e = expand, s = shrink, o = oscillation; see `lcsm_jax.layers`). Every such
+entry is the method's EOS core inside the common layer (W_i in, W_out LayerNorm out); gates, short
 convolutions and normalisers of the full published blocks are not part of it.
 
     layer = catalogue.build("gla", embed_dim=256, rngs=nnx.Rngs(0), num_heads=4)
     layer = catalogue.build("lcsm", embed_dim=256, rngs=nnx.Rngs(0), o_type=3, tau=8)
+    layer = catalogue.build("attention", embed_dim=256, rngs=nnx.Rngs(0), num_heads=4, max_len=512)
 """
 
 from __future__ import annotations
@@ -16,27 +20,20 @@ from typing import Any
 
 from flax import nnx
 
+from lcsm_jax.attention import AttentionConfig, CausalAttention
 from lcsm_jax.layers.config import EOSConfig
 from lcsm_jax.layers.eos_layer import EOSLayer
 from lcsm_jax.layers.mixer import EOSMixer
 from lcsm_jax.layers.registry import OSCILLATIONS
+from lcsm_jax.layers.settings import SETTINGS
 from lcsm_jax.layers.spec import PER_CHANNEL, LayerSpec
-from lcsm_jax.m2 import M2Mixer
-from lcsm_jax.m2.config import from_options as m2_config
+from lcsm_jax.lrcssm import LrcConfig, LrcMixer
+from lcsm_jax.m2 import M2Config, M2Mixer
+from lcsm_jax.nn.mixer import Mixer
 
-# LayerSpec fields a caller may override; the stage choices define the method and stay fixed.
-OVERRIDABLE = (
-    "num_heads",
-    "expand_dim",
-    "tau",
-    "bias",
-    "backend",
-    "chunk_size",
-    "dtype",
-    "param_dtype",
-    "projection",
-    "nblocks",
-)
+# LayerSpec fields a caller may override (the shared `LayerSettings` but the width, which `build`
+# takes by itself); the stage choices define the method and stay fixed.
+OVERRIDABLE = tuple(name for name in SETTINGS if name != "embed_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,58 +152,117 @@ LCSM = Method(
     "2405.17383",
     (),
 )
-# Monarch Mixer: not EOSMixer layers but M2Mixer (`lcsm_jax.m2`), with the same __call__ /
-# init_cache / step interface; "m2" is the Hyena long conv, "m2_ssm" its recurrent EOS form.
-# Their overrides are `M2Config` fields.
-M2_KERNELS = {"m2": "hyena", "m2_ssm": "ssm"}
 M2 = Method("Fu et al., Monarch Mixer (NeurIPS 2023)", "2310.12109", ())
+LRCSSM = Method(
+    "Farsang et al., Scaling Up Liquid-Resistance Liquid-Capacitance Networks for Efficient "
+    "Sequence Modeling (2025)",
+    "2505.21717",
+    (),
+)
+SOFTMAX_ATTENTION = Method(
+    "Vaswani et al., Attention Is All You Need (NeurIPS 2017)", "1706.03762", ()
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """An entry built from its own frozen config class: `layer(config(embed_dim=..., **fixed,
+    **overrides), rngs=...)`; its overrides are the config's other fields."""
+
+    method: Method
+    config: type
+    layer: type
+    fixed: tuple[tuple[str, Any], ...] = ()
+
+    def takes(self) -> list[str]:
+        fixed = {"embed_dim", *dict(self.fixed)}
+        return [f.name for f in dataclasses.fields(self.config) if f.name not in fixed]
+
+
+ATTENTION = "attention"  # the one entry without positional information of its own
+# Entries that are not one EOS method: the paper grid, Monarch Mixer (`lcsm_jax.m2`; "m2" is the
+# Hyena long conv, "m2_ssm" its recurrent EOS form), LrcSSM (`lcsm_jax.lrcssm`) and the quadratic
+# baseline (`lcsm_jax.attention`).
+FAMILIES = {
+    "lcsm": Family(LCSM, EOSConfig, EOSLayer),
+    "m2": Family(M2, M2Config, M2Mixer, (("kernel", "hyena"),)),
+    "m2_ssm": Family(M2, M2Config, M2Mixer, (("kernel", "ssm"),)),
+    "lrcssm": Family(LRCSSM, LrcConfig, LrcMixer),
+    ATTENTION: Family(SOFTMAX_ATTENTION, AttentionConfig, CausalAttention),
+}
+Config = EOSConfig | LayerSpec | M2Config | LrcConfig | AttentionConfig
 
 
 def names() -> list[str]:
-    """Names `build` accepts: "lcsm" (the paper grid), one per published method, and M2."""
-    return ["lcsm", *METHODS, *M2_KERNELS]
+    """Names `build` accepts: "lcsm" (the paper grid), one per published EOS method, then M2,
+    LrcSSM and softmax attention."""
+    return ["lcsm", *METHODS, *(name for name in FAMILIES if name != "lcsm")]
 
 
 def method(name: str) -> Method:
     """The catalogue entry (paper, arXiv id, stages) called `name`."""
-    if name == "lcsm":
-        return LCSM
-    if name in M2_KERNELS:
-        return M2
+    if name in FAMILIES:
+        return FAMILIES[name].method
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid names: {', '.join(names())}")
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}")
     return METHODS[name]
 
 
-def build(name: str, *, embed_dim: int, rngs: nnx.Rngs, **overrides) -> EOSMixer:
-    """Builds the layer for catalogue entry `name` at width `embed_dim`.
-
-    For "lcsm", `overrides` are `EOSConfig` fields (o_type=..., e_type=..., ...). For a method,
-    they are sizes, dtypes and backend (`OVERRIDABLE`) or options of its oscillation
-    (e.g. lower_bound for "hgrn2", max_len for "cosformer"). For "m2" and "m2_ssm" they are
-    `M2Config` fields, and the layer is an `M2Mixer`.
+def check(name: str, *, embed_dim: int | None = None, **overrides) -> None:
+    """Raises what `build(name, embed_dim=embed_dim, **overrides)` would raise about its
+    arguments, without building any parameter. Without `embed_dim` only the name and the names
+    of the overrides are checked (whether a value is valid may depend on the width).
 
     Raises:
-      ValueError: unknown name (the message lists the valid ones) or an override the entry does
-        not take.
+      ValueError: unknown name (the message lists the valid ones), an override the entry does
+        not take (the message lists those it takes) or, with `embed_dim`, an invalid value.
     """
+    if embed_dim is None:
+        _check_names(name, overrides)
+    else:
+        _config(name, embed_dim, overrides)
+
+
+def build(name: str, *, embed_dim: int, rngs: nnx.Rngs, **overrides) -> Mixer:
+    """Builds the layer for catalogue entry `name` at width `embed_dim`.
+
+    For a published EOS method, `overrides` are sizes, dtypes and backend (`OVERRIDABLE`) or
+    options of its oscillation (e.g. lower_bound for "hgrn2", max_len for "cosformer"), and the
+    layer is an `EOSMixer`. For the other entries they are the fields of the entry's config
+    (`FAMILIES`): `EOSConfig` for "lcsm" (o_type=..., e_type=..., ...; an `EOSLayer`),
+    `M2Config` for "m2" and "m2_ssm" (an `M2Mixer`), `LrcConfig` for "lrcssm" (an `LrcMixer`),
+    `AttentionConfig` for "attention" (num_heads, max_len; a `CausalAttention`).
+
+    Raises:
+      ValueError: as `check`.
+    """
+    config = _config(name, embed_dim, overrides)
+    layer = FAMILIES[name].layer if name in FAMILIES else EOSMixer
+    return layer(config, rngs=rngs)
+
+
+def _check_names(name: str, overrides: dict) -> None:
     entry = method(name)
-    if name in M2_KERNELS:
-        return M2Mixer(m2_config(embed_dim, M2_KERNELS[name], overrides), rngs=rngs)
-    if name == "lcsm":
-        return EOSLayer(EOSConfig(embed_dim=embed_dim, **overrides), rngs=rngs)
-    fields = dict(entry.stages)
-    options = dict(entry.options)
-    accepted = OSCILLATIONS[fields["oscillation"]].OPTIONS
-    for key, value in overrides.items():
-        if key in OVERRIDABLE:
-            fields[key] = value
-        elif key in accepted:
-            options[key] = value
-        else:
+    if name in FAMILIES:
+        takes, options = FAMILIES[name].takes(), {}
+    else:
+        takes, options = list(OVERRIDABLE), OSCILLATIONS[dict(entry.stages)["oscillation"]].OPTIONS
+    for key in overrides:
+        if key not in takes and key not in options:
             raise ValueError(
-                f"{name!r} does not take {key!r}; it takes {', '.join(OVERRIDABLE)}"
-                + (f" and its options {', '.join(accepted)}" if accepted else "")
+                f"{name!r} does not take {key!r}; it takes {', '.join(takes)}"
+                + (f" and its options {', '.join(options)}" if options else "")
             )
-    spec = LayerSpec(embed_dim=embed_dim, options=tuple(sorted(options.items())), **fields)
-    return EOSMixer(spec, rngs=rngs)
+
+
+def _config(name: str, embed_dim: int, overrides: dict) -> Config:
+    """The frozen config `build` makes the layer from (`LayerSpec` for an EOS method)."""
+    _check_names(name, overrides)
+    if name in FAMILIES:
+        family = FAMILIES[name]
+        return family.config(embed_dim=embed_dim, **dict(family.fixed), **overrides)
+    entry = METHODS[name]
+    fields, options = dict(entry.stages), dict(entry.options)
+    for key, value in overrides.items():
+        (fields if key in OVERRIDABLE else options)[key] = value
+    return LayerSpec(embed_dim=embed_dim, options=tuple(sorted(options.items())), **fields)

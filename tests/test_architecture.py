@@ -111,7 +111,5 @@ def test_no_import_cycle_among_files():
 
 
 def test_only_the_translation_module_reads_ml_collections():
-    readers = sorted(
-        _module(p) for p in PACKAGE.rglob("*.py") if "ml_collections" in p.read_text()
-    )
+    readers = sorted(_module(p) for p in PACKAGE.rglob("*.py") if "ml_collections" in p.read_text())
     assert readers == ["lcsm_jax.train.experiment"]

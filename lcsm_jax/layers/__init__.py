@@ -4,6 +4,7 @@ from lcsm_jax.layers.config import EOSConfig, grid_cells
 from lcsm_jax.layers.eos_layer import EOSLayer, grid_spec
 from lcsm_jax.layers.linen import eos_layer_linen
 from lcsm_jax.layers.mixer import EOSMixer
+from lcsm_jax.layers.settings import LayerSettings
 from lcsm_jax.layers.spec import PER_CHANNEL, LayerSpec
 from lcsm_jax.layers.terms import EOSState
 
@@ -13,6 +14,7 @@ __all__ = [
     "EOSLayer",
     "EOSMixer",
     "EOSState",
+    "LayerSettings",
     "LayerSpec",
     "eos_layer_linen",
     "grid_cells",

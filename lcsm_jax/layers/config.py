@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
 
-import jax.numpy as jnp
-
-from lcsm_jax import eos
-from lcsm_jax.nn.linear import LINEAR_KINDS
+from lcsm_jax.layers.settings import LayerSettings, is_int
 
 # Oscillation types whose construction rotates or rescales the data-dependent e and s.
 NEEDS_DD_E_AND_S = (11, 12)
@@ -19,19 +15,14 @@ NUM_O_TYPES = 13
 NUM_T_TYPES = 8
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-@dataclasses.dataclass(frozen=True)
-class EOSConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EOSConfig(LayerSettings):
     """One cell of the LCSM grid (Qin et al., arXiv 2405.17383), flags named as in the official
-    code.
+    code. The sizes, dtypes, backend and projection kind are the `LayerSettings` fields
+    (embed_dim, num_heads, expand_dim, tau, bias, backend, chunk_size, dtype, param_dtype,
+    projection, nblocks); expand_dim is 64 and num_heads 1 in the paper.
 
     Attributes:
-      embed_dim: model width M; also the total value width (heads split it: D = M / num_heads).
-      expand_dim: K, memory rows per head (64 in the paper's MQAR runs).
-      num_heads: H, heads splitting the D axis (1 in the paper).
       c_type: 0 = SSM parameterisation (Mamba-like; builds e, o, s itself), 1 = naive (linear
         layers).
       e_type: 1 = data-dependent e = act(W x) in R^K; 0 = data-independent K×D parameter act(P).
@@ -40,42 +31,23 @@ class EOSConfig:
       o_learned: False gives the hand-crafted ALiBi decay exp(-slope); only for o_type 0, 4, 5.
       t_type: activation on e and s (naive only): 0 identity, 1 ReLU, 2 sigmoid, 3 1+ELU, 4 SiLU,
         5 ELU, 6 ReLU², 7 x².
-      tau: τ in g(z) = sigmoid(z)^(1/τ); larger means longer memory.
       ssm_dim: rank of the Δ bottleneck of the SSM parameterisation.
-      bias: whether the linear projections have a bias (the output projection never has one).
-      backend: EOS core backend ("auto" picks the fastest that supports the decay structure).
-      chunk_size: chunk length for the chunked backend (None: the core's default).
-      dtype: compute dtype of projections and e, i, s (decays are always float32).
-      param_dtype: dtype of the parameters.
-      projection: "dense", "blockdiag" or "monarch" i, e, s and output projections (M2's
-        structured matrices, `lcsm_jax.nn.linear`); nblocks: their number of blocks.
 
     The defaults are the paper's best language-modelling cell: naive parameterisation with
     data-dependent e, o (o_type 1) and s. Invalid combinations raise ``ValueError`` naming the
     field.
     """
 
-    embed_dim: int
-    expand_dim: int = 64
-    num_heads: int = 1
     c_type: int = 1
     e_type: int = 1
     s_type: int = 1
     o_type: int = 1
     o_learned: bool = True
     t_type: int = 0
-    tau: float = 16.0
     ssm_dim: int = 16
-    bias: bool = False
-    backend: str = "auto"
-    chunk_size: int | None = None
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    projection: str = "dense"
-    nblocks: int = 4
 
     def __post_init__(self):
-        _check_sizes(self)
+        super().__post_init__()
         _check_choices(self)
         _check_combinations(self)
 
@@ -85,31 +57,9 @@ class EOSConfig:
         return self.embed_dim // self.num_heads
 
 
-def _check_sizes(c: EOSConfig) -> None:
-    for name in ("embed_dim", "expand_dim", "num_heads", "ssm_dim"):
-        value = getattr(c, name)
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if c.embed_dim % c.num_heads:
-        raise ValueError(
-            f"num_heads={c.num_heads} must divide embed_dim={c.embed_dim} (heads split the D axis)"
-        )
-    if isinstance(c.tau, bool) or not isinstance(c.tau, int | float) or not c.tau > 0:
-        raise ValueError(f"tau must be a positive number, got {c.tau!r}")
-    if c.chunk_size is not None and (not _is_int(c.chunk_size) or c.chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {c.chunk_size!r}")
-    if c.backend not in eos.BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(eos.BACKENDS)}, got {c.backend!r}")
-    for name in ("dtype", "param_dtype"):
-        try:
-            ok = jnp.issubdtype(jnp.dtype(getattr(c, name)), jnp.floating)
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"{name} must be a floating dtype, got {getattr(c, name)!r}")
-
-
 def _check_choices(c: EOSConfig) -> None:
+    if not is_int(c.ssm_dim) or c.ssm_dim < 1:
+        raise ValueError(f"ssm_dim must be a positive int, got {c.ssm_dim!r}")
     ranges = {
         "c_type": (0, 1),
         "e_type": (0, 1),
@@ -119,15 +69,10 @@ def _check_choices(c: EOSConfig) -> None:
     }
     for name, allowed in ranges.items():
         value = getattr(c, name)
-        if not _is_int(value) or value not in allowed:
+        if not is_int(value) or value not in allowed:
             raise ValueError(f"{name} must be one of {allowed[0]}..{allowed[-1]}, got {value!r}")
-    for name in ("o_learned", "bias"):
-        if not isinstance(getattr(c, name), bool):
-            raise ValueError(f"{name} must be a bool, got {getattr(c, name)!r}")
-    if c.projection not in LINEAR_KINDS:
-        raise ValueError(
-            f"projection must be one of {', '.join(LINEAR_KINDS)}, got {c.projection!r}"
-        )
+    if not isinstance(c.o_learned, bool):
+        raise ValueError(f"o_learned must be a bool, got {c.o_learned!r}")
 
 
 def _check_combinations(c: EOSConfig) -> None:

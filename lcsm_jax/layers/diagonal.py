@@ -10,17 +10,17 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from lcsm_jax import eos
 from lcsm_jax.layers.method_oscillations import as_complex
 from lcsm_jax.layers.oscillation import Oscillation
 from lcsm_jax.layers.stages import normal_param
+from lcsm_jax.nn import s4d
 
 
 def _complex(re: nnx.Param, im: nnx.Param) -> jax.Array:
-    return jax.lax.complex(re[...].astype(jnp.float32), im[...].astype(jnp.float32))
+    return s4d.complex_param(re[...], im[...])
 
 
 class S4DDiagonal(Oscillation):
@@ -29,31 +29,31 @@ class S4DDiagonal(Oscillation):
     init), s = C ~ CN(0, 1). The read is Re(Σ_r C B̄ m) (S4D's factor 2 is absorbed by LayerNorm)."""
 
     STRUCTURE, COMPLEX = "full", True
-    OPTIONS = {"dt_min": 1e-3, "dt_max": 1e-1}
+    OPTIONS = {"dt_min": s4d.DT_MIN, "dt_max": s4d.DT_MAX}
 
     def __init__(self, dims, spec, *, rngs):
         super().__init__(dims, spec, rngs=rngs)
         H, K, D = dims.H, dims.K, dims.D
-        lo, hi = math.log(spec.option("dt_min", 1e-3)), math.log(spec.option("dt_max", 1e-1))
-        u = jax.random.uniform(rngs.params(), (H, 1, D), jnp.float32)
-        self.log_dt = nnx.Param((lo + u * (hi - lo)).astype(spec.param_dtype))
-        full = lambda v: jnp.asarray(np.broadcast_to(v, (H, K, D)), spec.param_dtype)  # noqa: E731
-        self.log_neg_re = nnx.Param(full(math.log(0.5)))
-        self.im = nnx.Param(full(math.pi * np.arange(K)[:, None]))
-        self.b_re, self.b_im = nnx.Param(full(1.0)), nnx.Param(full(0.0))
-        self.c_re = normal_param(spec, rngs, (H, K, D), std=math.sqrt(0.5))
-        self.c_im = normal_param(spec, rngs, (H, K, D), std=math.sqrt(0.5))
+        p = s4d.init(
+            rngs,
+            (H, K, D),
+            (H, 1, D),
+            dt_min=spec.option("dt_min", s4d.DT_MIN),
+            dt_max=spec.option("dt_max", s4d.DT_MAX),
+            dtype=spec.param_dtype,
+        )
+        self.log_dt, self.log_neg_re = nnx.Param(p.log_dt), nnx.Param(p.log_neg_re)
+        self.im, self.c_re, self.c_im = nnx.Param(p.im), nnx.Param(p.c_re), nnx.Param(p.c_im)
+        self.b_re = nnx.Param(jnp.ones((H, K, D), spec.param_dtype))
+        self.b_im = nnx.Param(jnp.zeros((H, K, D), spec.param_dtype))
 
     def __call__(self, x_BxTxM, terms, ctx):
-        neg_re = -jnp.exp(self.log_neg_re[...].astype(jnp.float32))
-        lam = jax.lax.complex(neg_re, self.im[...].astype(jnp.float32))
-        dt_lam = jnp.exp(self.log_dt[...].astype(jnp.float32)) * lam
-        b_bar = jnp.expm1(dt_lam) / lam * _complex(self.b_re, self.b_im)
+        dt_lam, b_bar = s4d.discretize(self.log_neg_re[...], self.im[...], self.log_dt[...])
         terms = as_complex(terms)
         return terms._replace(
             log_o=dt_lam[None, None],
             s=_complex(self.c_re, self.c_im)[None, None],
-            fold=b_bar[None, None],
+            fold=(b_bar * _complex(self.b_re, self.b_im))[None, None],
         )
 
 

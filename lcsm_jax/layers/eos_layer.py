@@ -7,6 +7,7 @@ from flax import nnx
 from lcsm_jax.layers.activations import T_TYPES
 from lcsm_jax.layers.config import HAND_CRAFTED_O_TYPES, EOSConfig
 from lcsm_jax.layers.mixer import EOSMixer
+from lcsm_jax.layers.settings import settings_of
 from lcsm_jax.layers.spec import LayerSpec
 
 
@@ -14,19 +15,7 @@ def grid_spec(config: EOSConfig) -> LayerSpec:
     """The stages of a grid cell: i = W_i x always; c_type 0 is the selective SSM with plain
     projections for e and s; c_type 1 picks e, s (projection or K×D parameter, with the t_type
     activation) and the o_type oscillation."""
-    common = dict(
-        embed_dim=config.embed_dim,
-        num_heads=config.num_heads,
-        expand_dim=config.expand_dim,
-        tau=config.tau,
-        bias=config.bias,
-        backend=config.backend,
-        chunk_size=config.chunk_size,
-        dtype=config.dtype,
-        param_dtype=config.param_dtype,
-        projection=config.projection,
-        nblocks=config.nblocks,
-    )
+    common = settings_of(config)
     if config.c_type == 0:
         return LayerSpec(oscillation="selective_ssm", options=(("rank", config.ssm_dim),), **common)
     options = (("o_learned", config.o_learned),) if config.o_type in HAND_CRAFTED_O_TYPES else ()

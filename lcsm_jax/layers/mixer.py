@@ -1,7 +1,7 @@
 """`EOSMixer`: the skeleton every EOS layer shares, built from a `LayerSpec`.
 
 i, e, s, o = stages(x)          (per head; e, s in R^K, i in R^D, o a log-decay)
-y, m = eos.eos_scan(e, i, o, s)  (or eos.eos_step when decoding one token)
+y, m = eos.eos_scan(e, i, o, s)  (T = 1 when decoding one token: one reference step)
 out = W_out LayerNorm(y)         (no bias, eps 1e-5; heads concatenated back to M)
 """
 
@@ -16,23 +16,13 @@ from lcsm_jax.layers.registry import OSCILLATIONS
 from lcsm_jax.layers.spec import LayerSpec
 from lcsm_jax.layers.stages import EXPANDS, INPUTS, SHRINKS, projection
 from lcsm_jax.layers.terms import Context, EOSState, Terms
-
-LAYERNORM_EPS = 1e-5
+from lcsm_jax.nn.init import make_layer_norm
 
 
 def _stage_class(registry: dict, field: str, name: str):
     if name not in registry:
         raise ValueError(f"{field}={name!r} is not a known stage; valid: {', '.join(registry)}")
     return registry[name]
-
-
-def _resets(segment_ids, B: int, T: int) -> jax.Array | None:
-    if segment_ids is None:
-        return None
-    ids = jnp.asarray(segment_ids)
-    if ids.shape != (B, T):
-        raise ValueError(f"segment_ids must be [B,T]={(B, T)}, got shape {ids.shape}")
-    return jnp.concatenate([jnp.zeros((B, 1), bool), ids[:, 1:] != ids[:, :-1]], axis=1)
 
 
 def _read(terms: Terms) -> jax.Array:
@@ -46,30 +36,21 @@ def _read(terms: Terms) -> jax.Array:
 
 
 # Jitted once here so that eager calls of a layer reuse the compiled core for equal shapes and
-# structures (inside an outer jit this is inlined). No decay is passed as None: a traced 0 would
-# read as a scalar decay.
+# structures (inside an outer jit this is inlined); `step` is its T == 1 path. No decay is passed
+# as None: a traced 0 would read as a scalar decay.
 _scan = jax.jit(eos.eos_scan, static_argnames=("backend", "chunk_size"))
-_step = jax.jit(eos.eos_step)
 
 
 def _no_zero(log_o):
     return None if isinstance(log_o, int | float) and log_o == 0 else log_o
 
 
-def _drop_time(log_o):
-    """A log-decay for [B,T=1,...] inputs, without its time axis (for eos_step)."""
-    if isinstance(log_o, eos.Decay):
-        return eos.Decay(k=_drop_time(log_o.k), d=_drop_time(log_o.d))
-    if log_o is None or isinstance(log_o, int | float):
-        return log_o
-    return log_o[:, 0]
-
-
 class EOSMixer(nnx.Module):
     """An EOS sequence-mixing layer, x [B, T, M] -> y [B, T, M], built from a `LayerSpec`.
 
     Every layer of this package (the paper grid `EOSLayer` and each catalogue method) is an
-    `EOSMixer`, so all share `__call__`, `init_cache` and `step`.
+    `EOSMixer`, so all share `__call__`, `init_cache` and `step` (the `lcsm_jax.nn.mixer.Mixer`
+    protocol, plus `initial_state` and `return_state`).
     """
 
     def __init__(self, spec: LayerSpec, *, rngs: nnx.Rngs):
@@ -87,13 +68,7 @@ class EOSMixer(nnx.Module):
         self.expand = _stage_class(EXPANDS, "expand", spec.expand)(dims, spec, rngs=rngs)
         self.shrink = _stage_class(SHRINKS, "shrink", spec.shrink)(dims, spec, rngs=rngs)
         self.oscillation = osc_class(dims, spec, rngs=rngs)
-        self.norm = nnx.LayerNorm(
-            dims.M,
-            epsilon=LAYERNORM_EPS,
-            dtype=spec.dtype,
-            param_dtype=spec.param_dtype,
-            rngs=rngs,
-        )
+        self.norm = make_layer_norm(dims.M, rngs, dtype=spec.dtype, param_dtype=spec.param_dtype)
         self.out = projection(spec, dims.M, dims.M, rngs, bias=False)
 
     @property
@@ -102,7 +77,10 @@ class EOSMixer(nnx.Module):
         return self.oscillation.STRUCTURE
 
     def resolved_backend(self, x_BxTxM: jax.Array) -> str:
-        """The core backend a call on x runs (the spec's backend, with "auto" resolved)."""
+        """The core backend a call on x runs (the spec's backend, with "auto" resolved).
+
+        A one-token x (T = 1, as in `step`) resolves the same way but runs one reference step.
+        """
         B, T, _ = x_BxTxM.shape
         ctx = Context(jnp.zeros((B, T), jnp.int32), None, None)
         terms = self.terms(x_BxTxM, ctx)
@@ -164,7 +142,7 @@ class EOSMixer(nnx.Module):
                 initial_state.lse,
             )
         position_BxT = position_B[:, None] + jnp.arange(T, dtype=jnp.int32)[None]
-        ctx = Context(position_BxT, _resets(segment_ids, B, T), lse)
+        ctx = Context(position_BxT, eos.segment_resets(segment_ids, B, T), lse)
         terms = self.terms(x_BxTxM, ctx)
         y, memory = _scan(
             terms.e,
@@ -187,12 +165,14 @@ class EOSMixer(nnx.Module):
             raise ValueError(f"x_t must be [B, {self.dims.M}], got shape {x_BxM.shape}")
         ctx = Context(cache.position[:, None], None, cache.lse)
         terms = self.terms(x_BxM[:, None], ctx)
-        y, memory = _step(
-            terms.e[:, 0],
-            terms.i[:, 0],
-            _no_zero(_drop_time(terms.log_o)),
-            _read(terms)[:, 0],
-            cache.memory,
+        y, memory = _scan(
+            terms.e,
+            terms.i,
+            _no_zero(terms.log_o),
+            _read(terms),
+            initial_state=cache.memory,
+            backend=self.spec.backend,
+            chunk_size=self.spec.chunk_size,
         )
-        out = self._output(y[:, None])[:, 0]
+        out = self._output(y)[:, 0]
         return out, EOSState(memory, cache.position + 1, terms.lse)

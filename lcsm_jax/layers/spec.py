@@ -8,9 +8,9 @@ both translated into a `LayerSpec`, so one builder serves them all.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
-import jax.numpy as jnp
+from lcsm_jax.layers.settings import LayerSettings
 
 # `num_heads` value meaning one head per channel (H = M, D = 1), e.g. RWKV-4's per-channel decay.
 PER_CHANNEL = -1
@@ -25,62 +25,38 @@ class Dims(NamedTuple):
     D: int
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerSpec:
-    """Stage choices and sizes of one EOS layer.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayerSpec(LayerSettings):
+    """Stage choices and sizes of one EOS layer: the `LayerSettings` fields (embed_dim,
+    num_heads, expand_dim, tau, bias, backend, chunk_size, dtype, param_dtype, projection,
+    nblocks; num_heads may also be `PER_CHANNEL`) and the stages.
 
     Attributes:
-      embed_dim: model width M.
-      num_heads: H (heads split D = M / H), or `PER_CHANNEL`.
-      expand_dim: K, memory rows per head.
       inputs: i stage, a key of `stages.INPUTS`.
       expand: e stage, a key of `stages.EXPANDS`.
       shrink: s stage, a key of `stages.SHRINKS`.
       activation: applied to e and s by the "proj" and "param" stages (`activations.ACTIVATIONS`).
       oscillation: o stage, a key of `layers.registry.OSCILLATIONS`.
       options: extra (name, value) pairs read by the oscillation stage (e.g. o_learned).
-      tau: τ of g(z) = sigmoid(z)^(1/τ).
-      bias: whether the e, i, s and decay projections have a bias.
-      backend, chunk_size: passed to `eos.eos_scan`.
-      dtype, param_dtype: compute and parameter dtypes.
-      projection, nblocks: kind of the i, e, s and output projections ("dense", "blockdiag" or
-        "monarch", see `lcsm_jax.nn.linear`) and their number of blocks.
     """
 
-    embed_dim: int
-    num_heads: int = 1
-    expand_dim: int = 64
+    NUM_HEADS_ALSO: ClassVar[str] = " or PER_CHANNEL"
+
     inputs: str = "proj"
     expand: str = "proj"
     shrink: str = "proj"
     activation: str = "identity"
     oscillation: str = "none"
     options: tuple[tuple[str, Any], ...] = ()
-    tau: float = 16.0
-    bias: bool = False
-    backend: str = "auto"
-    chunk_size: int | None = None
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    projection: str = "dense"
-    nblocks: int = 4
 
-    def __post_init__(self):
-        if not isinstance(self.embed_dim, int) or self.embed_dim < 1:
-            raise ValueError(f"embed_dim must be a positive int, got {self.embed_dim!r}")
-        heads = self.embed_dim if self.num_heads == PER_CHANNEL else self.num_heads
-        if not isinstance(heads, int) or heads < 1 or self.embed_dim % heads:
-            raise ValueError(
-                f"num_heads={self.num_heads!r} must be a positive divisor of "
-                f"embed_dim={self.embed_dim} (or PER_CHANNEL)"
-            )
-        if not isinstance(self.expand_dim, int) or self.expand_dim < 1:
-            raise ValueError(f"expand_dim must be a positive int, got {self.expand_dim!r}")
+    @property
+    def heads(self) -> int:
+        """H, with `PER_CHANNEL` resolved to one head per channel."""
+        return self.embed_dim if self.num_heads == PER_CHANNEL else self.num_heads
 
     @property
     def dims(self) -> Dims:
-        heads = self.embed_dim if self.num_heads == PER_CHANNEL else self.num_heads
-        return Dims(self.embed_dim, heads, self.expand_dim, self.embed_dim // heads)
+        return Dims(self.embed_dim, self.heads, self.expand_dim, self.embed_dim // self.heads)
 
     def option(self, name: str, default: Any = None) -> Any:
         """The value of option `name`, or `default` when the spec does not set it."""

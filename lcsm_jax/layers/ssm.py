@@ -7,8 +7,6 @@ K×D and needs a scan; Mamba-2's scalar A_h per head gives a scalar decay per he
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,21 +15,18 @@ from flax import nnx
 from lcsm_jax import eos
 from lcsm_jax.layers.oscillation import Oscillation
 from lcsm_jax.layers.stages import dense, heads
+from lcsm_jax.nn import s4d
 
 
 def _inverse_softplus(y):
     return y + jnp.log(-jnp.expm1(-y))
 
 
-def dt_bias_init(dt_min: float, dt_max: float):
-    """Bias initialiser: softplus(bias) is log-uniform in [dt_min, dt_max] (Mamba)."""
-
-    def init(key, shape, dtype=jnp.float32):
-        u = jax.random.uniform(key, shape, jnp.float32)
-        dt = jnp.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-        return _inverse_softplus(dt).astype(dtype)
-
-    return init
+def dt_bias_init(spec, key, shape) -> jax.Array:
+    """A Δ bias b with softplus(b) log-uniform in [dt_min, dt_max] (the spec's options; Mamba)."""
+    lo, hi = spec.option("dt_min", s4d.DT_MIN), spec.option("dt_max", s4d.DT_MAX)
+    dt = jnp.exp(s4d.log_dt_init(key, shape, lo, hi))
+    return _inverse_softplus(dt).astype(spec.param_dtype)
 
 
 class SelectiveSSM(Oscillation):
@@ -40,7 +35,7 @@ class SelectiveSSM(Oscillation):
     The decay is computed in float32. dt_bias=True adds Mamba's Δ bias (log-uniform init)."""
 
     STRUCTURE = "full"
-    OPTIONS = {"rank": 16, "dt_bias": False, "dt_min": 1e-3, "dt_max": 1e-1}
+    OPTIONS = {"rank": 16, "dt_bias": False, "dt_min": s4d.DT_MIN, "dt_max": s4d.DT_MAX}
 
     def __init__(self, dims, spec, *, rngs):
         super().__init__(dims, spec, rngs=rngs)
@@ -49,8 +44,7 @@ class SelectiveSSM(Oscillation):
         dt_bias = bool(spec.option("dt_bias", False))
         self.up = dense(spec, rank, dims.M, rngs, bias=spec.bias or dt_bias)
         if dt_bias:
-            init = dt_bias_init(spec.option("dt_min", 1e-3), spec.option("dt_max", 1e-1))
-            self.up.bias[...] = init(rngs.params(), (dims.M,), spec.param_dtype)
+            self.up.bias[...] = dt_bias_init(spec, rngs.params(), (dims.M,))
         rows = np.log(np.arange(1, dims.K + 1, dtype=np.float64))
         a_log = np.broadcast_to(rows[None, :, None], (dims.H, dims.K, dims.D))
         self.a_log = nnx.Param(jnp.asarray(a_log, spec.param_dtype))
@@ -69,13 +63,12 @@ class ScalarSSM(Oscillation):
     scalar A_h = -exp(A_log_h), A_log_h = log U[1, 16]: a scalar decay per head."""
 
     STRUCTURE = "scalar"
-    OPTIONS = {"dt_min": 1e-3, "dt_max": 1e-1}
+    OPTIONS = {"dt_min": s4d.DT_MIN, "dt_max": s4d.DT_MAX}
 
     def __init__(self, dims, spec, *, rngs):
         super().__init__(dims, spec, rngs=rngs)
         self.dt_proj = dense(spec, dims.M, dims.H, rngs, bias=False)
-        init = dt_bias_init(spec.option("dt_min", 1e-3), spec.option("dt_max", 1e-1))
-        self.dt_bias = nnx.Param(init(rngs.params(), (dims.H,), spec.param_dtype))
+        self.dt_bias = nnx.Param(dt_bias_init(spec, rngs.params(), (dims.H,)))
         a = jax.random.uniform(rngs.params(), (dims.H,), jnp.float32, 1.0, 16.0)
         self.a_log = nnx.Param(jnp.log(a).astype(spec.param_dtype))
 

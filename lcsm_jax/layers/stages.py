@@ -15,39 +15,31 @@ from lcsm_jax.layers.spec import Dims, LayerSpec
 from lcsm_jax.layers.terms import Context, Terms
 from lcsm_jax.nn.linear import make_linear
 
-LINEAR_STD = 0.02  # N(0, 0.02²) for linear weights (SPEC §4)
 PARAM_STD = 0.1  # N(0, 0.1²) for the P parameters of e, s and o (SPEC §2)
 
 
-def dense(spec: LayerSpec, n_in: int, n_out: int, rngs: nnx.Rngs, bias: bool | None = None):
-    """A linear layer with the project's init; bias defaults to `spec.bias`."""
-    return nnx.Linear(
+def _linear(kind: str, spec: LayerSpec, n_in: int, n_out: int, rngs: nnx.Rngs, bias: bool | None):
+    return make_linear(
+        kind,
         n_in,
         n_out,
+        nblocks=spec.nblocks,
         use_bias=spec.bias if bias is None else bias,
-        kernel_init=nnx.initializers.normal(LINEAR_STD),
         dtype=spec.dtype,
         param_dtype=spec.param_dtype,
         rngs=rngs,
     )
+
+
+def dense(spec: LayerSpec, n_in: int, n_out: int, rngs: nnx.Rngs, bias: bool | None = None):
+    """A dense layer with the project's init (`nn.init.dense`); bias defaults to `spec.bias`."""
+    return _linear("dense", spec, n_in, n_out, rngs, bias)
 
 
 def projection(spec: LayerSpec, n_in: int, n_out: int, rngs: nnx.Rngs, bias: bool | None = None):
     """A main (i, e, s, output) projection: dense, or block-diagonal / Monarch by
     `spec.projection`; decay projections stay dense."""
-    if spec.projection == "dense":
-        return dense(spec, n_in, n_out, rngs, bias)
-    return make_linear(
-        spec.projection,
-        n_in,
-        n_out,
-        nblocks=spec.nblocks,
-        use_bias=spec.bias if bias is None else bias,
-        std=LINEAR_STD,
-        dtype=spec.dtype,
-        param_dtype=spec.param_dtype,
-        rngs=rngs,
-    )
+    return _linear(spec.projection, spec, n_in, n_out, rngs, bias)
 
 
 def normal_param(spec: LayerSpec, rngs: nnx.Rngs, shape, std: float = PARAM_STD) -> nnx.Param:

@@ -65,12 +65,3 @@ class M2Config:
             raise ValueError(
                 f"M2Config.filter_emb_dim must be odd and >= 3, got {self.filter_emb_dim}"
             )
-
-
-def from_options(embed_dim: int, kernel: str, options: dict) -> M2Config:
-    """An `M2Config` from catalogue overrides; unknown names raise ValueError listing the valid."""
-    fields = [f.name for f in dataclasses.fields(M2Config) if f.name not in ("embed_dim", "kernel")]
-    unknown = sorted(set(options) - set(fields))
-    if unknown:
-        raise ValueError(f"M2 mixers do not take {unknown}; they take {', '.join(fields)}")
-    return M2Config(embed_dim=embed_dim, kernel=kernel, **options)

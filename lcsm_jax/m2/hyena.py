@@ -50,8 +50,9 @@ class HyenaConv(nnx.Module):
     def __call__(self, w_BxTxC: jax.Array, segment_ids=None) -> jax.Array:
         if segment_ids is not None:
             raise ValueError(
-                "the FFT long convolution of 'm2' does not support segment_ids (packed sequences); "
-                "use 'm2_ssm', whose recurrent form restarts at segment boundaries"
+                "the Hyena long convolution of 'm2' does not support segment_ids (packed "
+                "sequences: its kernel would mix them); use 'm2_ssm', whose recurrent form "
+                "restarts at segment boundaries"
             )
         k = self.kernel(w_BxTxC.shape[1])
         k_fwd, k_bwd = k if self.bidirectional else (k, None)

@@ -1,6 +1,6 @@
 """`SSMConv`: the recurrent form of the M2 long convolution, an EOS layer with DI e, o, s.
 
-The kernel is a sum of damped complex exponentials per channel c (S4D-Lin initialisation):
+The kernel is a sum of damped complex exponentials per channel c (S4D-Lin, `lcsm_jax.nn.s4d`):
 k[d, c] = Re Σ_r C[r,c] B̄[r,c] exp(d·Δ_c·Λ[r,c]). As an EOS recurrence (SPEC §1, §3) that is
 e = 1 with B̄ folded into the read, o = exp(Δ_c Λ[r,c]) (full K×D, data-independent), an
 elementwise read s = C ⊙ B̄ and i = w, so the whole sequence runs through `eos.eos_scan` and
@@ -9,16 +9,12 @@ decoding through `eos.eos_step` in O(K·C) per token. One head, D = C channels, 
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from lcsm_jax import eos
-
-DT_MIN, DT_MAX = 1e-3, 1e-1
+from lcsm_jax.nn import s4d
 
 
 class SSMConv(nnx.Module):
@@ -29,21 +25,14 @@ class SSMConv(nnx.Module):
             raise ValueError(f"state_dim must be a positive int, got {state_dim!r}")
         K, C = state_dim, channels
         self.channels, self.state_dim = C, K
-        u = jax.random.uniform(rngs.params(), (C,), jnp.float32)
-        lo, hi = math.log(DT_MIN), math.log(DT_MAX)
-        self.log_dt = nnx.Param(lo + u * (hi - lo))
-        self.log_neg_re = nnx.Param(jnp.full((K, C), math.log(0.5), jnp.float32))
-        self.im = nnx.Param(jnp.asarray(np.broadcast_to(np.pi * np.arange(K)[:, None], (K, C))))
-        std = math.sqrt(0.5)
-        self.c_re = nnx.Param(std * jax.random.normal(rngs.params(), (K, C), jnp.float32))
-        self.c_im = nnx.Param(std * jax.random.normal(rngs.params(), (K, C), jnp.float32))
+        p = s4d.init(rngs, (K, C), (C,))
+        self.log_dt, self.log_neg_re = nnx.Param(p.log_dt), nnx.Param(p.log_neg_re)
+        self.im, self.c_re, self.c_im = nnx.Param(p.im), nnx.Param(p.c_re), nnx.Param(p.c_im)
 
     def _terms(self):
-        """(log o [K, C], read C ⊙ B̄ [K, C]) in complex64; B̄ = (exp(ΔΛ) - 1)/Λ (zero-order hold)."""
-        lam = jax.lax.complex(-jnp.exp(self.log_neg_re[...]), self.im[...])
-        dt_lam = jnp.exp(self.log_dt[...])[None] * lam
-        b_bar = jnp.expm1(dt_lam) / lam
-        return dt_lam, jax.lax.complex(self.c_re[...], self.c_im[...]) * b_bar
+        """(log o [K, C], read C ⊙ B̄ [K, C]) in complex64 (`nn.s4d.discretize`)."""
+        dt_lam, b_bar = s4d.discretize(self.log_neg_re[...], self.im[...], self.log_dt[...][None])
+        return dt_lam, s4d.complex_param(self.c_re[...], self.c_im[...]) * b_bar
 
     def kernel(self, length: int) -> jax.Array:
         """The materialised kernel k [length, C] (float32): the same operator as a long conv."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from lcsm_jax.nn.init import dense
 from lcsm_jax.nn.linear import make_linear
 
 # LMConfig.channel_mixer name -> kind of the GLU's matrices.
@@ -31,13 +30,12 @@ class GLU(nnx.Module):
         rngs: nnx.Rngs,
     ):
         hidden = max(1, int(round(ratio * embed_dim)))
-        if kind == "dense":
-            linear = lambda n_in, n_out: dense(n_in, n_out, rngs)  # noqa: E731
-        else:
+        if kind != "dense":
             hidden = -(-hidden // nblocks) * nblocks
-            linear = lambda n_in, n_out: make_linear(  # noqa: E731
-                kind, n_in, n_out, nblocks=nblocks, rngs=rngs
-            )
+
+        def linear(n_in, n_out):
+            return make_linear(kind, n_in, n_out, nblocks=nblocks, rngs=rngs)
+
         self.gate = linear(embed_dim, hidden)
         self.up = linear(embed_dim, hidden)
         self.down = linear(hidden, embed_dim)

@@ -1,2 +1,4 @@
-"""The Flax pieces every model family shares: the project's init, structured linears (Monarch,
-block-diagonal), the causal short convolution and the NNX <-> pure-pytree parameter bridge."""
+"""The Flax pieces every model family shares: the project's init (`init`), structured linears
+(`linear`, `monarch`), the causal short convolution (`conv`), the S4D-Lin diagonal SSM (`s4d`),
+the `Mixer` protocol every sequence mixer satisfies (`mixer`) and the NNX <-> pure-pytree
+parameter bridge (`params`)."""

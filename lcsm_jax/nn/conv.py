@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
+from lcsm_jax.nn.init import INIT_STD
+
 
 class ShortConv(nnx.Module):
     """y_t = Σ_{i<k} w_i ⊙ x_{t-i} per channel (x_{<0} = 0); `step` keeps the last k-1 inputs."""
@@ -15,11 +17,11 @@ class ShortConv(nnx.Module):
         self.kernel_size = kernel_size
         # Identity at init (w_0 = 1, others 0) so the block starts as the plain mixer.
         w = jnp.zeros((kernel_size, embed_dim)).at[0].set(1.0)
-        self.weight = nnx.Param(w + 0.02 * nnx.initializers.normal()(rngs.params(), w.shape))
+        self.weight = nnx.Param(w + INIT_STD * nnx.initializers.normal()(rngs.params(), w.shape))
 
     def __call__(self, x_BxTxM, segment_ids=None):
         T = x_BxTxM.shape[1]
-        w_KxM = self.weight.value
+        w_KxM = self.weight[...]
         y = x_BxTxM * w_KxM[0][None, None]
         for shift in range(1, min(self.kernel_size, T)):
             past = jnp.pad(x_BxTxM, ((0, 0), (shift, 0), (0, 0)))[:, :T]
@@ -34,5 +36,5 @@ class ShortConv(nnx.Module):
 
     def step(self, x_BxM, cache_BxKxM):
         window = jnp.concatenate([x_BxM[:, None], cache_BxKxM], axis=1)  # newest first
-        y = jnp.einsum("bkm,km->bm", window, self.weight.value)
+        y = jnp.einsum("bkm,km->bm", window, self.weight[...])
         return y, window[:, : self.kernel_size - 1]

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcsm_jax.nn import monarch
+from lcsm_jax.nn.init import INIT_STD, dense
 
-INIT_STD = 0.02
 LINEAR_KINDS = ("dense", "blockdiag", "monarch")
 
 
@@ -29,12 +29,31 @@ def _check_divides(nblocks: int, n: int, what: str) -> None:
 
 
 class _Structured(nnx.Module):
-    def _init_bias(self, use_bias, out_features, param_dtype):
+    """The constructor and bias both structured kinds share; a kind adds `_init_factors` and
+    `_apply` (x and its factors already cast to the compute dtype)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        nblocks: int = 4,
+        use_bias: bool = False,
+        std: float = INIT_STD,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        _check_divides(nblocks, in_features, "in_features")
+        _check_divides(nblocks, out_features, "out_features")
+        self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
+        self._init_factors(nblocks, std, param_dtype, rngs)
         self.bias = nnx.data(None)
         if use_bias:
             self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype))
 
-    def _finish(self, y):
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self._apply(x.astype(self.dtype or x.dtype))
         if self.bias is None:
             return y
         return y + self.bias[...].astype(y.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
@@ -47,29 +66,13 @@ class BlockDiagDense(_Structured):
     the output scale of a dense layer with N(0, std²) entries.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        nblocks: int = 4,
-        use_bias: bool = False,
-        std: float = INIT_STD,
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
-        rngs: nnx.Rngs,
-    ):
-        _check_divides(nblocks, in_features, "in_features")
-        _check_divides(nblocks, out_features, "out_features")
-        self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
-        shape = (nblocks, out_features // nblocks, in_features // nblocks)
+    def _init_factors(self, nblocks, std, param_dtype, rngs):
+        shape = (nblocks, self.out_features // nblocks, self.in_features // nblocks)
         init = nnx.initializers.normal(std * math.sqrt(nblocks))
         self.kernel = nnx.Param(init(rngs.params(), shape, param_dtype))
-        self._init_bias(use_bias, out_features, param_dtype)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        dtype = self.dtype or x.dtype
-        return self._finish(monarch.blockdiag(x.astype(dtype), self.kernel[...].astype(dtype)))
+    def _apply(self, x):
+        return monarch.blockdiag(x, self.kernel[...].astype(x.dtype))
 
 
 class MonarchDense(_Structured):
@@ -82,35 +85,16 @@ class MonarchDense(_Structured):
     (std 1/√(in/nb)) and R carries the dense layer's scale (std·√(in/mid)).
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        nblocks: int = 4,
-        use_bias: bool = False,
-        std: float = INIT_STD,
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
-        rngs: nnx.Rngs,
-    ):
-        _check_divides(nblocks, in_features, "in_features")
-        _check_divides(nblocks, out_features, "out_features")
-        self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
-        in_blk, out_blk = in_features // nblocks, out_features // nblocks
+    def _init_factors(self, nblocks, std, param_dtype, rngs):
+        in_blk, out_blk = self.in_features // nblocks, self.out_features // nblocks
         mid = -(-max(in_blk, out_blk) // nblocks) * nblocks
         left = nnx.initializers.normal(1.0 / math.sqrt(in_blk))
-        right = nnx.initializers.normal(std * math.sqrt(in_features / mid))
+        right = nnx.initializers.normal(std * math.sqrt(self.in_features / mid))
         self.left = nnx.Param(left(rngs.params(), (nblocks, mid, in_blk), param_dtype))
         self.right = nnx.Param(right(rngs.params(), (nblocks, out_blk, mid), param_dtype))
-        self._init_bias(use_bias, out_features, param_dtype)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        dtype = self.dtype or x.dtype
-        y = monarch.monarch2(
-            x.astype(dtype), self.left[...].astype(dtype), self.right[...].astype(dtype)
-        )
-        return self._finish(y)
+    def _apply(self, x):
+        return monarch.monarch2(x, self.left[...].astype(x.dtype), self.right[...].astype(x.dtype))
 
 
 def make_linear(
@@ -126,13 +110,11 @@ def make_linear(
     param_dtype: Any = jnp.float32,
 ):
     """A linear map of the given kind ("dense", "blockdiag" or "monarch") with the project init."""
-    common = dict(use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    common = dict(use_bias=use_bias, std=std, dtype=dtype, param_dtype=param_dtype)
     if kind == "dense":
-        return nnx.Linear(
-            in_features, out_features, kernel_init=nnx.initializers.normal(std), **common
-        )
+        return dense(in_features, out_features, rngs, **common)
     if kind == "blockdiag":
-        return BlockDiagDense(in_features, out_features, nblocks=nblocks, std=std, **common)
+        return BlockDiagDense(in_features, out_features, nblocks=nblocks, rngs=rngs, **common)
     if kind == "monarch":
-        return MonarchDense(in_features, out_features, nblocks=nblocks, std=std, **common)
+        return MonarchDense(in_features, out_features, nblocks=nblocks, rngs=rngs, **common)
     raise ValueError(f"unknown linear kind {kind!r}; valid: {', '.join(LINEAR_KINDS)}")

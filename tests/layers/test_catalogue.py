@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -10,13 +12,24 @@ import pytest
 from flax import nnx
 
 from lcsm_jax import catalogue
-from lcsm_jax.layers import EOSMixer
+from lcsm_jax.layers import EOSConfig, EOSMixer, LayerSpec
+from lcsm_jax.layers.settings import LayerSettings
+from lcsm_jax.models.lm import LMConfig
+from lcsm_jax.nn.mixer import Mixer
 
 from .helpers import inputs, randomise
 
 B, T, M = 2, 5, 8
 NAMES = catalogue.names()
-EOS_NAMES = [name for name in NAMES if name not in catalogue.M2_KERNELS]  # M2: tests/m2
+EOS_NAMES = ["lcsm", *catalogue.METHODS]  # the other families: tests/m2, tests/models
+# Small sizes for the entries whose defaults are large (Hyena history, KV cache).
+SMALL = {
+    "m2": {"max_len": 16},
+    "m2_ssm": {"state_dim": 4},
+    "lrcssm": {"state": 6},
+    "attention": {"num_heads": 2, "max_len": 16},
+    "rwkv4": {},
+}
 
 
 def _build(name: str, seed: int = 0, **overrides) -> EOSMixer:
@@ -38,10 +51,84 @@ def _check_causal(jac_TxMxTxM: np.ndarray):
 
 
 def test_names_and_citations():
-    assert len(NAMES) == len(set(NAMES)) == 15
+    assert len(NAMES) == len(set(NAMES)) == 17
     for name in NAMES:
         entry = catalogue.method(name)
         assert entry.paper and entry.arxiv.count(".") == 1, name
+    assert NAMES[-3:] == ["m2_ssm", "lrcssm", "attention"]
+    assert catalogue.method("attention").arxiv == "1706.03762"
+    assert "Vaswani" in catalogue.method("attention").paper
+
+
+def test_overridable_is_the_shared_layer_settings():
+    shared = [f.name for f in dataclasses.fields(LayerSettings)]
+    assert list(catalogue.OVERRIDABLE) == [name for name in shared if name != "embed_dim"]
+    for cls in (EOSConfig, LayerSpec):
+        assert set(shared) <= {f.name for f in dataclasses.fields(cls)}, cls
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_entry_is_a_mixer(name):
+    """Each entry builds a `Mixer`: __call__ [B,T,M] -> [B,T,M], step [B,M] -> [B,M] equal to
+    the parallel output at t = 0, and a second step from the returned cache."""
+    layer = catalogue.build(
+        name, embed_dim=M, rngs=nnx.Rngs(0), **SMALL.get(name, {"num_heads": 2, "expand_dim": 3})
+    )
+    assert isinstance(layer, Mixer)
+    x = inputs(B, T, M)
+    y = layer(x, segment_ids=None)
+    chex.assert_shape(y, (B, T, M))
+    cache = layer.init_cache(B)
+    y0, cache = layer.step(x[:, 0], cache)
+    y1, _ = layer.step(x[:, 1], cache)
+    chex.assert_shape((y0, y1), (B, M))
+    chex.assert_trees_all_close((y0, y1), (y[:, 0], y[:, 1]), atol=1e-4, rtol=1e-4)
+
+
+def test_check_validates_without_building():
+    catalogue.check("gla", embed_dim=M, num_heads=2)
+    catalogue.check("gla", num_heads=3)  # without a width only the names are checked
+    cases = [
+        ("transformer", {}, "unknown model 'transformer'; valid names: lcsm, linear_attention"),
+        ("gla", {"o_type": 3}, "'gla' does not take 'o_type'"),
+        ("lcsm", {"lower_bound": 0.5}, "'lcsm' does not take 'lower_bound'; it takes"),
+        ("m2", {"tau": 2.0}, "'m2' does not take 'tau'"),
+        ("attention", {"expand_dim": 4}, "'attention' does not take 'expand_dim'"),
+        ("gla", {"num_heads": 3}, "num_heads=3 must divide embed_dim=8"),
+        ("gla", {"tau": 0}, "tau must be a positive number"),
+        ("lcsm", {"o_type": 13}, "o_type must be one of 0..12"),
+        ("attention", {"num_heads": 3}, "num_heads=3 must divide embed_dim=8"),
+    ]
+    for name, overrides, message in cases:
+        with pytest.raises(ValueError, match=message):
+            catalogue.check(name, embed_dim=M, **overrides)
+        with pytest.raises(ValueError, match=message):  # build says the same
+            catalogue.build(name, embed_dim=M, rngs=nnx.Rngs(0), **overrides)
+
+
+def test_lm_config_checks_its_mixer_when_made():
+    with pytest.raises(ValueError, match="'gla' does not take 'state_dim'"):
+        LMConfig(vocab_size=16, d_model=M, mixer="gla", mixer_options=(("state_dim", 4),))
+    with pytest.raises(ValueError, match="unknown model 'nope'; valid names: lcsm"):
+        LMConfig(vocab_size=16, d_model=M, mixer="nope")
+    with pytest.raises(ValueError, match="num_heads=3 must divide embed_dim=8"):
+        LMConfig(vocab_size=16, d_model=M, mixer="gla", mixer_options=(("num_heads", 3),))
+    # Attention reads LMConfig.num_heads / max_len; mixer_options may only repeat them.
+    config = LMConfig(vocab_size=16, d_model=M, mixer="attention", num_heads=2, max_len=32)
+    assert config.mixer_kwargs() == {"num_heads": 2, "max_len": 32} and config.positions
+    LMConfig(
+        vocab_size=16, d_model=M, mixer="attention", num_heads=2, mixer_options=(("num_heads", 2),)
+    )
+    with pytest.raises(
+        ValueError, match="mixer_options num_heads=4 disagrees with LMConfig.num_heads=2"
+    ):
+        LMConfig(
+            vocab_size=16,
+            d_model=M,
+            mixer="attention",
+            num_heads=2,
+            mixer_options=(("num_heads", 4),),
+        )
 
 
 def test_unknown_name_lists_valid_names():

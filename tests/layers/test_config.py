@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from lcsm_jax.layers import EOSConfig, EOSLayer, EOSMixer, LayerSpec
+from lcsm_jax.layers import PER_CHANNEL, EOSConfig, EOSLayer, EOSMixer, LayerSpec, grid_spec
+from lcsm_jax.layers.settings import LayerSettings
 
 INVALID = [
     ({"embed_dim": 0}, "embed_dim must be a positive int"),
@@ -71,3 +74,41 @@ def test_layer_spec_errors():
         EOSMixer(LayerSpec(embed_dim=8, oscillation="o13"), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"options \['rank'\] are not read by oscillation 'o1'"):
         EOSMixer(LayerSpec(embed_dim=8, oscillation="o1", options=(("rank", 2),)), rngs=nnx.Rngs(0))
+
+
+def test_layer_spec_validates_the_shared_settings():
+    with pytest.raises(ValueError, match="num_heads must be a positive int or PER_CHANNEL"):
+        LayerSpec(embed_dim=8, num_heads=-2)
+    with pytest.raises(ValueError, match="num_heads=3 must divide embed_dim=8"):
+        LayerSpec(embed_dim=8, num_heads=3)
+    with pytest.raises(ValueError, match="tau must be a positive number"):
+        LayerSpec(embed_dim=8, tau=0)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        LayerSpec(embed_dim=8, backend="fast")
+    with pytest.raises(ValueError, match="nblocks must be a positive int"):
+        LayerSpec(embed_dim=8, nblocks=0)
+    assert tuple(LayerSpec(embed_dim=8, num_heads=PER_CHANNEL, expand_dim=2).dims) == (8, 8, 2, 1)
+    with pytest.raises(ValueError, match="num_heads must be a positive int, got -1"):
+        EOSConfig(embed_dim=8, num_heads=PER_CHANNEL)  # per-channel heads are a LayerSpec choice
+    with pytest.raises(TypeError):
+        EOSConfig(8)  # keyword-only
+
+
+def test_grid_spec_copies_every_shared_setting():
+    config = EOSConfig(
+        embed_dim=8,
+        num_heads=2,
+        expand_dim=3,
+        tau=4.0,
+        bias=True,
+        backend="reference",
+        chunk_size=2,
+        dtype=jnp.bfloat16,
+        param_dtype=jnp.bfloat16,
+        projection="blockdiag",
+        nblocks=2,
+    )
+    for cell in (config, dataclasses.replace(config, c_type=0)):
+        spec = grid_spec(cell)
+        for field in dataclasses.fields(LayerSettings):
+            assert getattr(spec, field.name) == getattr(cell, field.name), field.name

@@ -89,6 +89,13 @@ def test_sigkill_then_restart_reaches_the_same_parameters(tmp_path):
     step_b, params_b = _final_params(tmp_path / "killed")
     assert step_a == step_b == 40
     jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+    # eval.py reports the same task metrics on the workdir.
+    workdir = tmp_path / "killed"
+    command = [sys.executable, str(ROOT / "eval.py"), *_train_command(workdir)[2:]]
+    printed = subprocess.run(command, check=True, env=env, capture_output=True, text=True).stdout
+    result = json.loads((workdir / "eval_40.json").read_text())
+    assert result["task"] == "mqar" and set(result["metrics"]) == {"seq32_kv2"}
+    assert f"step 40 seq32_kv2: {result['metrics']['seq32_kv2']:.4f}" in printed
 
 
 def test_unknown_model_and_invalid_mqar_setting_raise(tmp_path):

@@ -1,6 +1,13 @@
-"""Causal softmax multi-head attention: the quadratic baseline, with a KV cache for decoding."""
+"""Causal softmax multi-head attention (Vaswani et al., arXiv 1706.03762): the quadratic baseline
+of the catalogue ("attention"), with a KV cache for decoding.
+
+It has no positional information of its own: `models.lm.LanguageModel` adds learned absolute
+positions when its mixer is attention.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -9,15 +16,34 @@ from flax import nnx
 from lcsm_jax.nn.init import dense
 
 
-class CausalAttention(nnx.Module):
-    """x [B, T, M] -> [B, T, M]; `init_cache` / `step` decode one token at a time."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttentionConfig:
+    """embed_dim M; num_heads H (heads of M / H channels); max_len, the KV-cache length."""
 
-    def __init__(self, embed_dim: int, *, num_heads: int = 1, max_len: int, rngs: nnx.Rngs):
-        if embed_dim % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim}")
-        self.num_heads, self.max_len = num_heads, max_len
-        self.qkv = dense(embed_dim, 3 * embed_dim, rngs)
-        self.out = dense(embed_dim, embed_dim, rngs)
+    embed_dim: int
+    num_heads: int = 1
+    max_len: int = 2048
+
+    def __post_init__(self):
+        for name in ("embed_dim", "num_heads", "max_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"AttentionConfig.{name} must be a positive int, got {value!r}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"num_heads={self.num_heads} must divide embed_dim={self.embed_dim}")
+
+
+class CausalAttention(nnx.Module):
+    """x [B, T, M] -> [B, T, M]; `init_cache` / `step` decode one token at a time (up to
+    `max_len` tokens)."""
+
+    def __init__(self, config: AttentionConfig, *, rngs: nnx.Rngs):
+        if not isinstance(config, AttentionConfig):
+            raise TypeError(f"config must be an AttentionConfig, got {type(config).__name__}")
+        self.config = config
+        self.num_heads, self.max_len = config.num_heads, config.max_len
+        self.qkv = dense(config.embed_dim, 3 * config.embed_dim, rngs)
+        self.out = dense(config.embed_dim, config.embed_dim, rngs)
 
     def _heads(self, x_BxTxM):
         B, T, M = x_BxTxM.shape
@@ -36,8 +62,7 @@ class CausalAttention(nnx.Module):
         return self.out(y.reshape(B, T, M))
 
     def init_cache(self, batch_size: int, dtype=jnp.float32):
-        M = self.out.in_features
-        Dh = M // self.num_heads
+        Dh = self.config.embed_dim // self.num_heads
         shape = (batch_size, self.max_len, self.num_heads, Dh)
         return {
             "k": jnp.zeros(shape, dtype),
