@@ -1,1 +1,2 @@
-"""Models built from the layers: the language model used for MQAR and language modeling."""
+"""Whole models around catalogue mixers: the language model (MQAR, language modelling) and the
+sequence classifier (time series), and recurrent sampling."""

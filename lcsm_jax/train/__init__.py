@@ -1,1 +1,3 @@
-"""The training stack: sharding rules, optimizer, pure train step, checkpoints, metrics, loop."""
+"""The training stack: the typed Experiment and its one ConfigDict translation, the Task protocol
+and its tasks (mqar, lm, uea), the one loop, train step, sharding, optimizer, checkpoints,
+metrics, sweeps."""
