@@ -2,8 +2,9 @@
 
 x [B, T, M] -> the cell's states [B, T, state] (real part for the complex cell), read out to M by
 a linear map when state != M (none when they are equal, as in the LrcSSM paper's networks). The
-Newton solve's iteration count is sown as `nnx.Intermediate` "newton_iterations", so a model can
-report it. Decoding (`init_cache` / `step`) runs the cell one step at a time.
+Newton solve's iteration count is sown as `nnx.Intermediate` "newton_iterations" when the call
+runs under `nnx.capture`, so a model can report it. Decoding (`init_cache` / `step`) runs the
+cell one step at a time.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class LrcMixer(nnx.Module):
         else:
             x, info = solver.solve(params, x_BxTxM, config=self.config.solver)
             iterations = info.iterations
-        self.sow(nnx.Intermediate, "newton_iterations", iterations)
+        if hasattr(self, "__captures__"):  # under nnx.capture; sow is deprecated elsewhere
+            self.sow(nnx.Intermediate, "newton_iterations", iterations)
         return self._out(x)
 
     def init_cache(self, batch_size: int):

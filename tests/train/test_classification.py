@@ -2,19 +2,16 @@
 resume exactly after SIGKILL, refuse another config, and eval.py reports on the workdir."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
 from lcsm_jax.train import experiment, loop
-from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError
+from lcsm_jax.train.checkpoint import CheckpointError
+from tests.train.helpers import ENV, kill_resume_and_compare
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "configs"))
@@ -75,47 +72,18 @@ def _command(script, workdir, *extra):
     return [
         sys.executable,
         str(ROOT / script),
-        f"--config={ROOT}/configs/uea.py:{TINY},model=gla,steps=30",
+        f"--config={ROOT}/configs/uea.py:{TINY},steps=30",  # LrcSSM, Newton solve
         "--config.train.save_every=5",
         f"--workdir={workdir}",
         *extra,
     ]
 
 
-def _final_params(workdir):
-    ckpt = Checkpointer(Path(workdir) / "checkpoints", create=False)
-    step = ckpt.latest_step()
-    restored = ckpt.manager.restore(step)
-    ckpt.close()
-    return step, restored["state"]["params"]
-
-
 def test_sigkill_then_restart_reaches_the_same_parameters_and_eval_reports(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
-    run = lambda *cmd: subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)  # noqa: E731
-    run(*_command("train.py", tmp_path / "straight"))
-    proc = subprocess.Popen(
-        _command("train.py", tmp_path / "killed"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ckpts = tmp_path / "killed" / "checkpoints"
-    deadline = time.time() + 120
-    while not (ckpts / "10").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) < 30
-    run(*_command("train.py", tmp_path / "killed"))
-    step_a, params_a = _final_params(tmp_path / "straight")
-    step_b, params_b = _final_params(tmp_path / "killed")
-    assert step_a == step_b == 30
-    jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
-
-    printed = run(*_command("eval.py", tmp_path / "killed")).stdout
+    kill_resume_and_compare(lambda workdir: _command("train.py", workdir), tmp_path, steps=30)
+    command = _command("eval.py", tmp_path / "killed")
+    printed = subprocess.run(command, check=True, env=ENV, capture_output=True, text=True).stdout
     result = json.loads((tmp_path / "killed" / "eval_30.json").read_text())
     assert result["task"] == "uea" and result["step"] == 30
-    assert set(result["metrics"]) == {"BasicMotions", "train_accuracy"}
+    assert set(result["metrics"]) == {"BasicMotions", "newton_iterations", "train_accuracy"}
     assert f"step 30 BasicMotions: {result['metrics']['BasicMotions']:.4f}" in printed

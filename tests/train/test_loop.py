@@ -1,20 +1,16 @@
 """The training loop: sharded equals single-device, exact resume after SIGKILL, clear errors."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
 from lcsm_jax.train import loop
-from lcsm_jax.train.checkpoint import Checkpointer, CheckpointError
-from tests.train.helpers import TINY, losses, tiny_config
+from lcsm_jax.train.checkpoint import CheckpointError
+from tests.train.helpers import ENV, TINY, kill_resume_and_compare, losses, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,45 +50,14 @@ def _train_command(workdir):
     ]
 
 
-def _final_params(workdir):
-    ckpt = Checkpointer(Path(workdir) / "checkpoints", create=False)
-    step = ckpt.latest_step()
-    restored = ckpt.manager.restore(step)
-    ckpt.close()
-    return step, restored["state"]["params"]
-
-
 def test_sigkill_then_restart_reaches_the_same_parameters(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
-    straight = subprocess.run(
-        _train_command(tmp_path / "straight"), check=True, env=env, capture_output=True, text=True
-    )
+    straight = kill_resume_and_compare(_train_command, tmp_path, steps=40)
     # stderr is a pipe, not a terminal: a few progress records, not one per step (40 steps).
     assert straight.stderr.replace("\r", "\n").count("it/s") <= 6
-    proc = subprocess.Popen(
-        _train_command(tmp_path / "killed"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ckpts = tmp_path / "killed" / "checkpoints"
-    deadline = time.time() + 120
-    while not (ckpts / "10").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
-    assert killed_at < 40
-    subprocess.run(_train_command(tmp_path / "killed"), check=True, env=env, capture_output=True)
-    step_a, params_a = _final_params(tmp_path / "straight")
-    step_b, params_b = _final_params(tmp_path / "killed")
-    assert step_a == step_b == 40
-    jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
     # eval.py reports the same task metrics on the workdir.
     workdir = tmp_path / "killed"
     command = [sys.executable, str(ROOT / "eval.py"), *_train_command(workdir)[2:]]
-    printed = subprocess.run(command, check=True, env=env, capture_output=True, text=True).stdout
+    printed = subprocess.run(command, check=True, env=ENV, capture_output=True, text=True).stdout
     result = json.loads((workdir / "eval_40.json").read_text())
     assert result["task"] == "mqar" and set(result["metrics"]) == {"seq32_kv2"}
     assert f"step 40 seq32_kv2: {result['metrics']['seq32_kv2']:.4f}" in printed
