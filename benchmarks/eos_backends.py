@@ -3,6 +3,7 @@
     python benchmarks/eos_backends.py                 # B=4 H=4 K=D=64, T in 1k 4k 16k
     python benchmarks/eos_backends.py --quick         # small shapes, a few seconds
     python benchmarks/eos_backends.py --T 4096 --structures scalar k --backends reference auto
+    python benchmarks/eos_backends.py --write-table   # auto's table (benchmarks/eos_table.py)
 
 Times are medians over --repeats runs after compilation. Peak memory is XLA's own estimate for the
 compiled program (arguments + outputs + temporaries), not a measured RSS. Rows whose estimated
@@ -27,7 +28,10 @@ from lcsm_jax import eos
 STRUCTURES = ("none", "scalar", "k", "d", "separable", "full")
 
 
-def make_inputs(structure: str, B: int, T: int, H: int, K: int, D: int, seed: int = 0):
+def make_inputs(
+    structure: str, B: int, T: int, H: int, K: int, D: int, seed: int = 0, elementwise=False
+):
+    """Inputs of one class; `elementwise` gives a rank-5 s (the elementwise read)."""
     rng = np.random.default_rng(seed)
 
     def normal(*shape):
@@ -36,7 +40,8 @@ def make_inputs(structure: str, B: int, T: int, H: int, K: int, D: int, seed: in
     def log_decay(*shape):  # logsigmoid(z)/16, the paper's default oscillation
         return jax.nn.log_sigmoid(normal(*shape)) / 16
 
-    e, i, s = normal(B, T, H, K) / np.sqrt(K), normal(B, T, H, D), normal(B, T, H, K)
+    e, i = normal(B, T, H, K) / np.sqrt(K), normal(B, T, H, D)
+    s = normal(B, T, H, K, D) if elementwise else normal(B, T, H, K)
     log_o = {
         "none": lambda: 0,
         "scalar": lambda: log_decay(B, T, H, 1, 1),
@@ -73,9 +78,9 @@ def _compile(fn, args):
     return compiled, seconds, peak
 
 
-def bench_one(structure, backend, shape, repeats, max_gib):
+def bench_one(structure, backend, shape, repeats, max_gib, elementwise=False, chunk_size=None):
     B, T, H, K, D = shape
-    args = make_inputs(structure, B, T, H, K, D)
+    args = make_inputs(structure, B, T, H, K, D, elementwise=elementwise)
     problem = eos.problem(*args)
     try:
         chosen = eos.resolve_backend(backend, problem)
@@ -87,11 +92,11 @@ def bench_one(structure, backend, shape, repeats, max_gib):
         args = (args[0], args[1], args[3])
 
         def forward(e, i, s):
-            return eos.eos_scan(e, i, fixed, s, backend=backend)
+            return eos.eos_scan(e, i, fixed, s, backend=backend, chunk_size=chunk_size)
     else:
 
         def forward(e, i, log_o, s):
-            return eos.eos_scan(e, i, log_o, s, backend=backend)
+            return eos.eos_scan(e, i, log_o, s, backend=backend, chunk_size=chunk_size)
 
     def loss(*a):
         y, m = forward(*a)
@@ -99,6 +104,8 @@ def bench_one(structure, backend, shape, repeats, max_gib):
 
     fwd_bwd = jax.grad(loss, argnums=tuple(range(len(args))))
     row = {"structure": structure, "backend": backend, "chosen": chosen, "T": T}
+    row |= {"read": "elementwise" if elementwise else "vector", "K": K, "D": D, "H": H, "B": B}
+    row["chunk_size"] = chunk_size
     fwd_c, compile_s, fwd_peak = _compile(forward, args)
     bwd_c, bwd_compile_s, bwd_peak = _compile(fwd_bwd, args)
     if bwd_peak is not None and bwd_peak > max_gib * 1024:
@@ -145,7 +152,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-gib", type=float, default=8.0)
     parser.add_argument("--same-process", action="store_true", help="no fresh process per row")
+    parser.add_argument(
+        "--write-table", action="store_true", help="measure the class grid, write auto's table"
+    )
     args = parser.parse_args()
+    if args.write_table:
+        import eos_table  # noqa: PLC0415  (benchmarks/eos_table.py)
+
+        run = (lambda job: bench_one(*job)) if args.same_process else _in_fresh_process
+        print(f"wrote {eos_table.write(run, args.repeats, args.max_gib, quick=args.quick)}")
+        return
     if args.quick:
         args.T, args.B, args.H, args.K, args.D, args.repeats = [256, 1024], 2, 2, 32, 32, 3
     print(

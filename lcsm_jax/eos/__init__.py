@@ -1,10 +1,11 @@
 """The EOS functional core: `m_t = o_t ⊙ m_{t-1} + e_t i_tᵀ`, `y_t = m_tᵀ s_t`, in pure JAX.
 
-Public API: `eos_scan`, `eos_step`, `Decay`, `segment_resets`, `resolve_backend`, `BACKENDS`;
+Public API: `eos_scan`, `eos_step`, `Decay`, `segment_resets`, `resolve_backend`, `explain`
+(what `auto` picks and why), `BACKENDS`;
 `problem` builds the validated `Problem` that `resolve_backend` and the backends take.
 """
 
-from lcsm_jax.eos.api import BACKENDS, eos_scan, eos_step, resolve_backend
+from lcsm_jax.eos.api import BACKENDS, eos_scan, eos_step, explain, resolve_backend
 from lcsm_jax.eos.inputs import STRUCTURES, Decay, Problem, problem, segment_resets
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "Problem",
     "eos_scan",
     "eos_step",
+    "explain",
     "problem",
     "resolve_backend",
     "segment_resets",

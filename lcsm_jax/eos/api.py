@@ -13,7 +13,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.eos import associative, chunked, inputs, pallas, reference
+from lcsm_jax.eos import associative, chunked, dispatch, inputs, pallas, reference
 
 _BACKENDS = {
     "reference": reference.scan,
@@ -27,22 +27,19 @@ BACKENDS = (*_BACKENDS, "auto")
 def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None = None) -> str:
     """Turns `backend` (possibly "auto") into a concrete backend that supports `problem`.
 
-    "auto" takes the chunked (matmul) form wherever the structure allows it: it is the fastest
-    measured form on every platform (benchmarks/eos_backends.py). Otherwise, on CPU the sequential
-    scan beats the associative scan (it moves the K×D state once, not log T times); on GPU/TPU the
-    associative scan's log depth wins. "pallas" is never chosen: on CPU it only runs interpreted,
-    and it has not been benchmarked on an accelerator yet (benchmarks/eos_pallas.py).
+    "auto" looks the problem's class up in the platform's measured table (`dispatch.py`,
+    `tables/<platform>.json`, written by `benchmarks/eos_backends.py --write-table`), and falls
+    back to the rules for classes not measured: chunked wherever the structure allows it, else
+    the sequential reference on CPU and the associative scan on GPU/TPU. `explain` says which.
 
-    The answer does not depend on T, so a backend that rejects a problem rejects it at T == 1
-    too, although `eos_scan` then runs one reference step whatever the backend.
+    The answer for a named backend does not depend on T, so a backend that rejects a problem
+    rejects it at T == 1 too, although `eos_scan` then runs one reference step whatever the
+    backend.
     """
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     if backend == "auto":
-        if chunked.unsupported_reason(problem) is None:
-            return "chunked"
-        platform = platform or jax.default_backend()
-        return "reference" if platform == "cpu" else "associative"
+        return _auto(problem, platform).backend
     if backend == "chunked" and (reason := chunked.unsupported_reason(problem)) is not None:
         raise ValueError(
             f"backend 'chunked' does not support {reason}; use 'reference', 'associative' or 'auto'"
@@ -81,11 +78,13 @@ def eos_scan(
       segment_ids: [B, T] integers; the memory restarts from zero where the id changes from t-1
         to t (packed sequences).
       backend: "reference", "associative", "chunked", "pallas" or "auto". Every backend supports
-        reverse-mode autodiff (grad, vjp) in every input; "chunked" (so "auto" on separable
-        decays) and "pallas" define their gradients with ``jax.custom_vjp``, so forward mode
-        (jvp, jacfwd) needs "reference" or "associative".
-      chunk_size: chunk length of the chunked backend (default 64), or the time block of the
-        pallas backend (default 16 for its chunked kernel and on TPU, 64 for its GPU scan).
+        reverse-mode autodiff (grad, vjp) in every input; "chunked" and "pallas" (so "auto"
+        where it picks them, see `explain`) define their gradients with ``jax.custom_vjp``, so
+        forward mode (jvp, jacfwd) needs "reference" or "associative". "auto" runs the fastest
+        backend measured for the problem's class on this platform (`dispatch.py`).
+      chunk_size: chunk length of the chunked backend (default 64, or with "auto" the measured
+        best), or the time block of the pallas backend (default 16 for its chunked kernel and
+        on TPU, 64 for its GPU scan).
 
     Returns:
       ``(y, final_state)``: y [B, T, H, D] in the dtype of ``i``; final_state [B, H, K, D] in
@@ -101,11 +100,36 @@ def eos_scan(
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
     name = resolve_backend(backend, problem)
+    if backend == "auto" and chunk_size is None:
+        chunk_size = _auto(problem).chunk_size  # the measured chunk size, when the table has one
     if problem.e.shape[1] == 1:
         # One token is one step in every backend; the reference takes it without a loop, and
         # every backend name shares one compiled program.
         name, chunk_size = "reference", None
     return _run(problem, name, chunk_size)
+
+
+def _auto(problem: inputs.Problem, platform: str | None = None) -> dispatch.Choice:
+    choice = dispatch.choose(problem, platform or jax.default_backend())
+    if choice.backend == "chunked" and chunked.unsupported_reason(problem) is not None:
+        return dispatch.Choice("reference", None, "table entry unusable here; reference")
+    return choice
+
+
+def explain(e, i, log_o, s, *, initial_state=None, segment_ids=None, platform=None) -> str:
+    """What `eos_scan(..., backend="auto")` runs for these inputs, and why (table or rule).
+
+    Takes the arguments of `eos_scan` (and `platform`, default: JAX's default backend).
+    """
+    problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
+    choice = _auto(problem, platform)
+    cls = dispatch.ProblemClass.of(problem)
+    chunk = "" if choice.chunk_size is None else f", chunk_size={choice.chunk_size}"
+    return (
+        f"auto -> {choice.backend}{chunk} on {platform or jax.default_backend()} for "
+        f"{cls.structure} decay, {cls.read} read, {cls.dtype}, K~{cls.K} D~{cls.D} T~{cls.T}: "
+        f"{choice.reason}"
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
