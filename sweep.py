@@ -34,7 +34,8 @@ def _slice(text: str) -> tuple[int, int]:
 
 def _aliases() -> dict[str, str]:
     """The override names (ALIASES) of the config file the --config flag names."""
-    path = config_flags.get_config_filename(flags.FLAGS["config"])
+    # The flag's value is `path[:overrides]`; the file is the part before the first ':'.
+    path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":", 1)[0]
     spec = importlib.util.spec_from_file_location("sweep_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -87,3 +87,18 @@ def test_sigkill_then_restart_reaches_the_same_parameters_and_eval_reports(tmp_p
     assert result["task"] == "uea" and result["step"] == 30
     assert set(result["metrics"]) == {"BasicMotions", "newton_iterations", "train_accuracy"}
     assert f"step 30 BasicMotions: {result['metrics']['BasicMotions']:.4f}" in printed
+
+
+def test_sweep_py_runs_a_uea_sweep(tmp_path):
+    command = [
+        sys.executable,
+        str(ROOT / "sweep.py"),
+        f"--config={ROOT}/configs/uea.py:blocks=1,max_length=24,steps=2",
+        f"--sweepdir={tmp_path}",
+        "--models=lru",
+        "--d_models=8",
+        "--lrs=1e-3",
+    ]
+    out = subprocess.run(command, check=True, env=ENV, capture_output=True, text=True).stdout
+    assert "Best BasicMotions over learning rates." in out and "| lru | 8 |" in out
+    assert (tmp_path / "lru_d8_lr0.001" / "summary.json").exists()
