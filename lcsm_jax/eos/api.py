@@ -39,7 +39,7 @@ def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None 
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     if backend == "auto":
-        return _auto(problem, platform).backend
+        return dispatch.choose(problem, platform or jax.default_backend()).backend
     if backend == "chunked" and (reason := chunked.unsupported_reason(problem)) is not None:
         raise ValueError(
             f"backend 'chunked' does not support {reason}; use 'reference', 'associative' or 'auto'"
@@ -99,21 +99,16 @@ def eos_scan(
     ):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
-    name = resolve_backend(backend, problem)
-    if backend == "auto" and chunk_size is None:
-        chunk_size = _auto(problem).chunk_size  # the measured chunk size, when the table has one
+    if backend == "auto":  # the measured backend, and its chunk size unless one is given
+        choice = dispatch.choose(problem, jax.default_backend())
+        name, chunk_size = choice.backend, chunk_size or choice.chunk_size
+    else:
+        name = resolve_backend(backend, problem)
     if problem.e.shape[1] == 1:
         # One token is one step in every backend; the reference takes it without a loop, and
         # every backend name shares one compiled program.
         name, chunk_size = "reference", None
     return _run(problem, name, chunk_size)
-
-
-def _auto(problem: inputs.Problem, platform: str | None = None) -> dispatch.Choice:
-    choice = dispatch.choose(problem, platform or jax.default_backend())
-    if choice.backend == "chunked" and chunked.unsupported_reason(problem) is not None:
-        return dispatch.Choice("reference", None, "table entry unusable here; reference")
-    return choice
 
 
 def explain(e, i, log_o, s, *, initial_state=None, segment_ids=None, platform=None) -> str:
@@ -122,11 +117,12 @@ def explain(e, i, log_o, s, *, initial_state=None, segment_ids=None, platform=No
     Takes the arguments of `eos_scan` (and `platform`, default: JAX's default backend).
     """
     problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
-    choice = _auto(problem, platform)
+    platform = platform or jax.default_backend()
+    choice = dispatch.choose(problem, platform)
     cls = dispatch.ProblemClass.of(problem)
     chunk = "" if choice.chunk_size is None else f", chunk_size={choice.chunk_size}"
     return (
-        f"auto -> {choice.backend}{chunk} on {platform or jax.default_backend()} for "
+        f"auto -> {choice.backend}{chunk} on {platform} for "
         f"{cls.structure} decay, {cls.read} read, {cls.dtype}, K~{cls.K} D~{cls.D} T~{cls.T}: "
         f"{choice.reason}"
     )

@@ -101,6 +101,7 @@ def choose(p: Problem, platform: str) -> Choice:
         if same:
             nearest = min(same, key=lambda k: (abs(math.log2(k.T / key.T)), -k.T))
             entry, where = entries[nearest], f"nearest measured T={nearest.T}"
-    if entry is None:
+    # An entry holds only backends that support its class; the check guards a hand-edited table.
+    if entry is None or (entry["backend"] == "chunked" and chunked.unsupported_reason(p)):
         return _rules(p, platform)
     return Choice(entry["backend"], entry.get("chunk_size"), _describe(entry, where))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lcsm_jax import eos
-from lcsm_jax.eos import api, dispatch
+from lcsm_jax.eos import dispatch
 
 TABLES = sorted(
     p
@@ -78,7 +78,7 @@ def test_a_measured_class_gets_its_winner_and_chunk_size(monkeypatch):
     problem = eos.problem(*_inputs(T=16))
     assert eos.resolve_backend("auto", problem, "cpu") == "associative"
     assert "table (this class)" in eos.explain(*_inputs(T=16), platform="cpu")
-    choice = api._auto(eos.problem(*_inputs(T=1024)), "cpu")
+    choice = dispatch.choose(eos.problem(*_inputs(T=1024)), "cpu")
     assert (choice.backend, choice.chunk_size) == ("chunked", 32)
     # And the result is the recurrence's, whatever the table picked.
     y, m = eos.eos_scan(*_inputs(T=16), backend="auto")
@@ -88,8 +88,8 @@ def test_a_measured_class_gets_its_winner_and_chunk_size(monkeypatch):
 
 def test_an_unmeasured_length_takes_the_nearest_measured_one(monkeypatch):
     _fake_table(monkeypatch, t1024=("reference", None), t16384=("chunked", 64))
-    assert api._auto(eos.problem(*_inputs(T=2048)), "cpu").backend == "reference"
-    assert api._auto(eos.problem(*_inputs(T=8192)), "cpu").backend == "chunked"
+    assert dispatch.choose(eos.problem(*_inputs(T=2048)), "cpu").backend == "reference"
+    assert dispatch.choose(eos.problem(*_inputs(T=8192)), "cpu").backend == "chunked"
     assert "nearest measured T=1024" in eos.explain(*_inputs(T=2048), platform="cpu")
 
 
