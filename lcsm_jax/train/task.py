@@ -48,6 +48,27 @@ class Task(Protocol):
     def restore_data_state(self, state: dict) -> None: ...
 
 
+class DataTask:
+    """The parts of a `Task` that only pass through to `self.data` (set by the subclass): its
+    epoch length and batches; no iterator state unless the subclass saves one."""
+
+    def __init__(self, experiment):
+        self.experiment = experiment
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.steps_per_epoch
+
+    def train_batch(self, step: int):
+        return self.data.train_batch(step)
+
+    def data_state(self) -> dict | None:
+        return None
+
+    def restore_data_state(self, state: dict) -> None:
+        del state
+
+
 def eval_batch_size(batch_size: int, mesh) -> int:
     """`batch_size` rounded up to a multiple of the device count (batches split over all)."""
     n = mesh.devices.size

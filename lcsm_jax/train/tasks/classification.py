@@ -10,7 +10,7 @@ from lcsm_jax.data.batching import padded_batches
 from lcsm_jax.data.uea_task import UEAData, arrays
 from lcsm_jax.models.classifier import SequenceClassifier
 from lcsm_jax.train import sharding
-from lcsm_jax.train.task import eval_batch_size
+from lcsm_jax.train.task import DataTask, eval_batch_size
 
 
 def _sums(model, batch):
@@ -23,17 +23,13 @@ def _sums(model, batch):
     return sums, stats
 
 
-class ClassificationTask:
+class ClassificationTask(DataTask):
     maximize = True
 
     def __init__(self, experiment):
-        self.experiment = experiment
+        super().__init__(experiment)
         self.data = UEAData(experiment.data, experiment.train.batch_size)
         self.main_metric = experiment.data.name
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.data.steps_per_epoch
 
     @property
     def tokens_per_batch(self) -> int:
@@ -48,21 +44,12 @@ class ClassificationTask:
             rngs=rngs,
         )
 
-    def train_batch(self, step: int):
-        return self.data.train_batch(step)
-
     def loss(self, model, batch, dropout_key):
         del dropout_key
         return _sums(model, batch)
 
     def make_evaluator(self, params, mesh, params_shardings, batch_size: int):
         return ClassificationEvaluator(params, mesh, params_shardings, self.data, batch_size)
-
-    def data_state(self):
-        return None
-
-    def restore_data_state(self, state) -> None:
-        del state
 
 
 class ClassificationEvaluator:

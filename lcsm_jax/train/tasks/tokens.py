@@ -9,6 +9,7 @@ from flax import nnx
 
 from lcsm_jax.data.batching import IGNORE
 from lcsm_jax.models.lm import LanguageModel
+from lcsm_jax.train.task import DataTask
 
 
 def cross_entropy(logits_BxTxV, labels_BxT):
@@ -22,11 +23,8 @@ def cross_entropy(logits_BxTxV, labels_BxT):
     return sums["nll"] / jnp.maximum(count, 1), sums
 
 
-class TokenTask:
+class TokenTask(DataTask):
     """Base of the token tasks: `LanguageModel` over `experiment.model`, token cross-entropy."""
-
-    def __init__(self, experiment):
-        self.experiment = experiment
 
     def make_model(self, rngs: nnx.Rngs) -> LanguageModel:
         return LanguageModel(self.experiment.model, rngs=rngs)
@@ -36,18 +34,5 @@ class TokenTask:
         return sums, {}
 
     @property
-    def steps_per_epoch(self) -> int:
-        return self.data.steps_per_epoch
-
-    @property
     def tokens_per_batch(self) -> int:
         return self.experiment.train.batch_size * self.experiment.data.seq_len
-
-    def train_batch(self, step: int):
-        return self.data.train_batch(step)
-
-    def data_state(self):
-        return None
-
-    def restore_data_state(self, state) -> None:
-        del state
