@@ -13,6 +13,8 @@ FLOORS = {
     "lcsm_jax.eos": 1,
     "lcsm_jax.data": 1,
     "lcsm_jax.nn": 2,
+    "lcsm_jax.ops": 2,
+    "lcsm_jax.blocks": 3,
     "lcsm_jax.layers": 3,
     "lcsm_jax.m2": 3,
     "lcsm_jax.lrcssm": 3,
