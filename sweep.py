@@ -1,5 +1,5 @@
-"""Sweep any task: `python sweep.py --config configs/mqar.py --sweepdir runs/sweep --models gla,lcsm
---d_models 64,128 --slices 64:4,128:8 --lrs 1e-3,3e-3,1e-2`.
+"""Sweep any task: `python sweep.py --config configs/mqar.py --sweepdir runs/sweep
+--models gla_core,lcsm --d_models 64,128 --slices 64:4,128:8 --lrs 1e-3,3e-3,1e-2`.
 
 `--slices` (seq_len:num_kv pairs) are MQAR's; leave them out for another task, e.g.
 `python sweep.py --config configs/uea.py --sweepdir runs/uea_sweep --models lrcssm,lru,gla
@@ -17,7 +17,7 @@ from lcsm_jax.train import sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "base experiment config (configs/*.py)")
 _DIR = flags.DEFINE_string("sweepdir", None, "directory holding one run per cell")
-_MODELS = flags.DEFINE_list("models", ["gla"], "mixers (catalogue names)")
+_MODELS = flags.DEFINE_list("models", ["gla_core"], "mixers (catalogue names)")
 _D_MODELS = flags.DEFINE_list("d_models", ["64"], "model widths")
 _SLICES = flags.DEFINE_list("slices", [], "MQAR seq_len:num_kv pairs (default: the config's)")
 _LRS = flags.DEFINE_list("lrs", ["1e-3", "3e-3", "1e-2"], "learning rates")

@@ -1,7 +1,7 @@
 """Recurrent decoding speed against context length: tokens/s after a 128- and a 4096-token prompt.
 
     python benchmarks/decode.py                        # GLA and RetNet LMs, CPU size, batch 1
-    python benchmarks/decode.py --models gla lcsm --contexts 128 4096 16384 --batch 4
+    python benchmarks/decode.py --models gla_core lcsm --contexts 128 4096 16384 --batch 4
 
 An EOS model carries a fixed-size state, so the time per generated token must not depend on how
 long the context was. Timed: `--num_tokens` decoding steps (one jitted `lax.scan`) after the
@@ -62,7 +62,7 @@ def tokens_per_second(params, p, args) -> list[float]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["gla", "retnet"])
+    parser.add_argument("--models", nargs="+", default=["gla_core", "retnet_core"])
     parser.add_argument("--contexts", nargs="+", type=int, default=[128, 4096])
     parser.add_argument("--num_tokens", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)

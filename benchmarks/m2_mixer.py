@@ -43,7 +43,7 @@ def build(row: str, M: int, max_len: int):
             "attention", embed_dim=M, rngs=rngs, num_heads=heads, max_len=max_len
         )
     if row == "gla":
-        return catalogue.build("gla", embed_dim=M, rngs=rngs, num_heads=max(1, M // 64))
+        return catalogue.build("gla_core", embed_dim=M, rngs=rngs, num_heads=max(1, M // 64))
     long_conv = "monarch" if row == "m2_monarch" else "fft"
     return M2Mixer(M2Config(embed_dim=M, max_len=max_len, long_conv=long_conv), rngs=rngs)
 

@@ -83,7 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.eval_max_windows = 0  # 0: whole splits
 
     c.model = ml_collections.ConfigDict()
-    c.model.mixer = "gla"
+    c.model.mixer = "gla_core"
     c.model.d_model = size["d_model"]
     c.model.num_layers = size["layers"]
     c.model.channel_mixer = "glu"

@@ -1,7 +1,7 @@
 """MQAR on CPU: the project's default main job.
 
     python train.py --config configs/mqar.py --workdir runs/mqar
-    python train.py --config configs/mqar.py:model=gla,d_model=128,seq_len=128,num_kv=8 \
+    python train.py --config configs/mqar.py:model=gla_core,d_model=128,seq_len=128,num_kv=8 \
         --workdir DIR
     python eval.py --config configs/mqar.py --workdir runs/mqar
 
@@ -62,7 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.test_slices = ()
 
     c.model = ml_collections.ConfigDict()
-    c.model.mixer = "gla"
+    c.model.mixer = "gla_core"
     c.model.d_model = 64
     c.model.num_layers = 2
     c.model.channel_mixer = "none"

@@ -1,7 +1,7 @@
 """MQAR exactly as in the LCSM paper's zoology runs (for accelerators; hours on a CPU).
 
     python sweep.py --config configs/mqar_paper.py --sweepdir runs/lcsm_mqar \\
-        --models lcsm,gla --d_models 32,64,128,256 --slices 32:2,64:4,128:8,256:16 \\
+        --models lcsm,gla_core --d_models 32,64,128,256 --slices 32:2,64:4,128:8,256:16 \\
         --lrs 1e-5,5e-5,1e-4,5e-4,1e-3,5e-3,1e-2
 
 Vocabulary 8192, 100k train / 3k test examples, batch 512 (use batch=256 at seq_len 256), 64

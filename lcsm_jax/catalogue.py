@@ -3,12 +3,18 @@ the paper grid, Monarch Mixer and the softmax-attention baseline, one entry each
 `build` (validated without building by `check`). Every built layer satisfies
 `lcsm_jax.nn.mixer.Mixer`.
 
-Each EOS entry is data: its paper and the stage choices of the shared `EOSMixer` skeleton
-(i = input stage, e = expand, s = shrink, o = oscillation; see `lcsm_jax.layers`). Every such
-entry is the method's EOS core inside the common layer (W_i in, W_out LayerNorm out); gates, short
-convolutions and normalisers of the full published blocks are not part of it.
+Two kinds of entry name a published method:
+- `<method>` (gla, mamba, mamba2, retnet, hgrn2, linear_attention, rwkv4, rwkv6, lru, s5): the
+  full block as its paper and official code define it (projections, short convolutions, gates,
+  norms, the paper's initialisation), from `lcsm_jax.blocks`, over the ops of `lcsm_jax.ops`.
+- `<method>_core`: only the method's EOS core inside the shared skeleton of the LCSM paper
+  (W_i in, W_out LayerNorm out), which is how the paper compares methods. Each is data: its
+  paper and the stage choices of the `EOSMixer` (i = input stage, e = expand, s = shrink,
+  o = oscillation; see `lcsm_jax.layers`). Gates, short convolutions and normalisers of the full
+  blocks are not part of it.
 
-    layer = catalogue.build("gla", embed_dim=256, rngs=nnx.Rngs(0), num_heads=4)
+    layer = catalogue.build("gla", embed_dim=256, rngs=nnx.Rngs(0), num_heads=4)       # block
+    layer = catalogue.build("gla_core", embed_dim=256, rngs=nnx.Rngs(0), num_heads=4)  # EOS core
     layer = catalogue.build("lcsm", embed_dim=256, rngs=nnx.Rngs(0), o_type=3, tau=8)
     layer = catalogue.build("attention", embed_dim=256, rngs=nnx.Rngs(0), num_heads=4, max_len=512)
 """
@@ -20,6 +26,7 @@ from typing import Any
 
 from flax import nnx
 
+from lcsm_jax import blocks
 from lcsm_jax.attention import AttentionConfig, CausalAttention
 from lcsm_jax.layers.config import EOSConfig
 from lcsm_jax.layers.eos_layer import EOSLayer
@@ -52,47 +59,47 @@ def _method(paper: str, arxiv: str, options: dict | None = None, **stages) -> Me
 
 METHODS = {
     # e = φ(W_k x), o = 1, s = φ(W_q x), φ = 1 + ELU.
-    "linear_attention": _method(
+    "linear_attention_core": _method(
         "Katharopoulos et al., Transformers are RNNs (ICML 2020)",
         "2006.16236",
         activation="one_plus_elu",
         oscillation="none",
     ),
     # Fixed scalar decay λ_h = 1 - 2^(-5-h) per head (TransNormerLLM, arXiv 2307.14995, likewise).
-    "retnet": _method(
+    "retnet_core": _method(
         "Sun et al., Retentive Network (2023); Qin et al., TransNormerLLM (2023)",
         "2307.08621",
         oscillation="retnet",
     ),
     # o = exp(iθ), fixed unit modulus, output Re; e, s = ReLU projections.
-    "cosformer": _method(
+    "cosformer_core": _method(
         "Qin et al., cosFormer: Rethinking Softmax in Attention (ICLR 2022)",
         "2202.08791",
         activation="relu",
         oscillation="cosformer",
     ),
     # o = exp(iΘ), Θ in R^K learned, output Re.
-    "lrpe": _method(
+    "lrpe_core": _method(
         "Qin et al., Linearized Relative Positional Encoding (TMLR 2023)",
         "2307.09270",
         oscillation="lrpe",
     ),
     # o = α_t 1ᵀ, α_t = sigmoid(W x)^(1/16): the paper grid's o_type 3 with τ = 16.
-    "gla": _method(
+    "gla_core": _method(
         "Yang et al., Gated Linear Attention Transformers (ICML 2024)",
         "2312.06635",
         oscillation="o3",
         tau=16.0,
     ),
     # e = 1 - f_t, o = f_t 1ᵀ with f_t lower-bounded.
-    "hgrn2": _method(
+    "hgrn2_core": _method(
         "Qin et al., HGRN2: Gated Linear RNNs with State Expansion (COLM 2024)",
         "2404.07904",
         expand="ones",
         oscillation="hgrn2",
     ),
     # e = B_t, o = exp(Δ_t ⊗ A) (full K×D), s = C_t, i = Δ_t ⊙ u_t; Δ with bias, rank 16.
-    "mamba": _method(
+    "mamba_core": _method(
         "Gu and Dao, Mamba: Linear-Time Sequence Modeling with Selective State Spaces (2023)",
         "2312.00752",
         options={"rank": 16, "dt_bias": True},
@@ -100,14 +107,14 @@ METHODS = {
         expand_dim=16,
     ),
     # Scalar exp(Δ_t A_h) per head, i = Δ_t u_t.
-    "mamba2": _method(
+    "mamba2_core": _method(
         "Dao and Gu, Transformers are SSMs: Mamba-2 / SSD (ICML 2024)",
         "2405.21060",
         oscillation="scalar_ssm",
     ),
     # DI diagonal exp(ΔΛ) (complex), e = B̄, s = C, i = u. DSS (2203.14343) and S5 (2208.04933)
     # are the same EOS setting with other initialisations / a shared Λ across channels.
-    "s4d": _method(
+    "s4d_core": _method(
         "Gu et al., On the Parameterization and Initialization of Diagonal SSMs (S4D, 2022)",
         "2206.11893",
         inputs="identity",
@@ -117,7 +124,7 @@ METHODS = {
         expand_dim=32,
     ),
     # λ = exp(-exp(ν) + iθ) (DI complex), e = γ ⊙ B, s = C, i = x.
-    "lru": _method(
+    "lru_core": _method(
         "Orvieto et al., Resurrecting Recurrent Neural Networks for Long Sequences (ICML 2023)",
         "2303.06349",
         inputs="identity",
@@ -126,7 +133,7 @@ METHODS = {
         oscillation="lru",
     ),
     # Numerator of the WKV: e = exp(k_t), o = exp(-w) per channel, s = sigmoid(r_t), i = v_t.
-    "rwkv4": _method(
+    "rwkv4_core": _method(
         "Peng et al., RWKV: Reinventing RNNs for the Transformer Era (2023)",
         "2305.13048",
         expand="exp_proj",
@@ -136,7 +143,7 @@ METHODS = {
         expand_dim=1,
     ),
     # EMA part: e = α, o = 1 - α ⊙ δ, s = η (all DI K×D), i = x.
-    "mega_ema": _method(
+    "mega_ema_core": _method(
         "Ma et al., Mega: Moving Average Equipped Gated Attention (ICLR 2023)",
         "2209.10655",
         inputs="identity",
@@ -179,23 +186,93 @@ class Family:
         return [f.name for f in dataclasses.fields(self.config) if f.name not in fixed]
 
 
+def _paper(paper: str, arxiv: str) -> Method:
+    return Method(paper, arxiv, ())
+
+
+# The full published blocks (`lcsm_jax.blocks`), each built from its own config class.
+BLOCKS = {
+    "linear_attention": Family(
+        _paper("Katharopoulos et al., Transformers are RNNs (ICML 2020)", "2006.16236"),
+        blocks.LinearAttentionConfig,
+        blocks.LinearAttentionBlock,
+    ),
+    "retnet": Family(
+        _paper("Sun et al., Retentive Network (2023)", "2307.08621"),
+        blocks.RetNetConfig,
+        blocks.RetNetBlock,
+    ),
+    "gla": Family(
+        _paper("Yang et al., Gated Linear Attention Transformers (ICML 2024)", "2312.06635"),
+        blocks.GLAConfig,
+        blocks.GLABlock,
+    ),
+    "hgrn2": Family(
+        _paper(
+            "Qin et al., HGRN2: Gated Linear RNNs with State Expansion (COLM 2024)", "2404.07904"
+        ),
+        blocks.HGRN2Config,
+        blocks.HGRN2Block,
+    ),
+    "mamba": Family(
+        _paper(
+            "Gu and Dao, Mamba: Linear-Time Sequence Modeling with Selective State Spaces (2023)",
+            "2312.00752",
+        ),  # fmt: skip
+        blocks.MambaConfig,
+        blocks.MambaBlock,
+    ),
+    "mamba2": Family(
+        _paper("Dao and Gu, Transformers are SSMs: Mamba-2 / SSD (ICML 2024)", "2405.21060"),
+        blocks.Mamba2Config,
+        blocks.Mamba2Block,
+    ),
+    "rwkv4": Family(
+        _paper("Peng et al., RWKV: Reinventing RNNs for the Transformer Era (2023)", "2305.13048"),
+        blocks.RWKV4Config,
+        blocks.RWKV4Block,
+    ),
+    "rwkv6": Family(
+        _paper("Peng et al., Eagle and Finch: RWKV with Matrix-Valued States (2024)", "2404.05892"),
+        blocks.RWKV6Config,
+        blocks.RWKV6Block,
+    ),
+    "lru": Family(
+        _paper(
+            "Orvieto et al., Resurrecting Recurrent Neural Networks for Long Sequences (ICML 2023)",
+            "2303.06349",
+        ),  # fmt: skip
+        blocks.LRUConfig,
+        blocks.LRUBlock,
+    ),
+    "s5": Family(
+        _paper(
+            "Smith et al., Simplified State Space Layers for Sequence Modeling (ICLR 2023)",
+            "2208.04933",
+        ),  # fmt: skip
+        blocks.S5Config,
+        blocks.S5Block,
+    ),
+}
+
 ATTENTION = "attention"  # the one entry without positional information of its own
 # Entries that are not one EOS method: the paper grid, Monarch Mixer (`lcsm_jax.m2`; "m2" is the
 # Hyena long conv, "m2_ssm" its recurrent EOS form), LrcSSM (`lcsm_jax.lrcssm`) and the quadratic
 # baseline (`lcsm_jax.attention`).
 FAMILIES = {
     "lcsm": Family(LCSM, EOSConfig, EOSLayer),
+    **BLOCKS,
     "m2": Family(M2, M2Config, M2Mixer, (("kernel", "hyena"),)),
     "m2_ssm": Family(M2, M2Config, M2Mixer, (("kernel", "ssm"),)),
     "lrcssm": Family(LRCSSM, LrcConfig, LrcMixer),
     ATTENTION: Family(SOFTMAX_ATTENTION, AttentionConfig, CausalAttention),
 }
-Config = EOSConfig | LayerSpec | M2Config | LrcConfig | AttentionConfig
+Config = Any  # the entry's frozen config: EOSConfig, LayerSpec, a block's, M2Config, ...
 
 
 def names() -> list[str]:
-    """Names `build` accepts: "lcsm" (the paper grid), one per published EOS method, then M2,
-    LrcSSM and softmax attention."""
+    """Names `build` accepts: "lcsm" (the paper grid), the EOS cores of the published methods
+    (`<method>_core`), the full blocks, then M2, LrcSSM and softmax attention."""
     return ["lcsm", *METHODS, *(name for name in FAMILIES if name != "lcsm")]
 
 
@@ -226,10 +303,12 @@ def check(name: str, *, embed_dim: int | None = None, **overrides) -> None:
 def build(name: str, *, embed_dim: int, rngs: nnx.Rngs, **overrides) -> Mixer:
     """Builds the layer for catalogue entry `name` at width `embed_dim`.
 
-    For a published EOS method, `overrides` are sizes, dtypes and backend (`OVERRIDABLE`) or
-    options of its oscillation (e.g. lower_bound for "hgrn2", max_len for "cosformer"), and the
-    layer is an `EOSMixer`. For the other entries they are the fields of the entry's config
-    (`FAMILIES`): `EOSConfig` for "lcsm" (o_type=..., e_type=..., ...; an `EOSLayer`),
+    For a method's EOS core (`<method>_core`), `overrides` are sizes, dtypes and backend
+    (`OVERRIDABLE`) or options of its oscillation (e.g. lower_bound for "hgrn2_core", max_len
+    for "cosformer_core"), and the layer is an `EOSMixer`. For the other entries they are the
+    fields of the entry's config (`FAMILIES`): the block's config for a full block (e.g.
+    `blocks.GLAConfig` for "gla": num_heads, expand_k, ...), `EOSConfig` for "lcsm" (o_type=...,
+    e_type=..., ...; an `EOSLayer`),
     `M2Config` for "m2" and "m2_ssm" (an `M2Mixer`), `LrcConfig` for "lrcssm" (an `LrcMixer`),
     `AttentionConfig` for "attention" (num_heads, max_len; a `CausalAttention`).
 

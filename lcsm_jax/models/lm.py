@@ -31,7 +31,7 @@ class LMConfig:
     vocab_size: int
     d_model: int = 128
     num_layers: int = 2
-    mixer: str = "gla"
+    mixer: str = "gla_core"
     mixer_options: tuple[tuple[str, object], ...] = ()
     channel_mixer: str = "none"
     mlp_ratio: float = 8 / 3

@@ -28,14 +28,25 @@ SMALL = {
     "m2_ssm": {"state_dim": 4},
     "lrcssm": {"state": 6},
     "attention": {"num_heads": 2, "max_len": 16},
+    "rwkv4_core": {},
+    # The full blocks at width 8.
+    "linear_attention": {"num_heads": 2},
+    "retnet": {"num_heads": 2},
+    "gla": {"num_heads": 2, "gate_low_rank_dim": 4},
+    "hgrn2": {"expand_ratio": 4},
+    "mamba": {"d_state": 4},
+    "mamba2": {"headdim": 4, "d_state": 4},
     "rwkv4": {},
+    "rwkv6": {"head_size": 4, "mix_lora_rank": 2, "decay_lora_rank": 2},
+    "lru": {"state_dim": 4},
+    "s5": {"state_dim": 4},
 }
 
 
 def _build(name: str, seed: int = 0, **overrides) -> EOSMixer:
     if name == "lcsm":
         kwargs = {"num_heads": 2, "expand_dim": 3}
-    elif name == "rwkv4":
+    elif name == "rwkv4_core":
         kwargs = {}
     else:
         kwargs = {"num_heads": 2, "expand_dim": 3}
@@ -51,7 +62,7 @@ def _check_causal(jac_TxMxTxM: np.ndarray):
 
 
 def test_names_and_citations():
-    assert len(NAMES) == len(set(NAMES)) == 17
+    assert len(NAMES) == len(set(NAMES)) == 27
     for name in NAMES:
         entry = catalogue.method(name)
         assert entry.paper and entry.arxiv.count(".") == 1, name
@@ -86,16 +97,16 @@ def test_every_entry_is_a_mixer(name):
 
 
 def test_check_validates_without_building():
-    catalogue.check("gla", embed_dim=M, num_heads=2)
-    catalogue.check("gla", num_heads=3)  # without a width only the names are checked
+    catalogue.check("gla_core", embed_dim=M, num_heads=2)
+    catalogue.check("gla_core", num_heads=3)  # without a width only the names are checked
     cases = [
         ("transformer", {}, "unknown model 'transformer'; valid names: lcsm, linear_attention"),
-        ("gla", {"o_type": 3}, "'gla' does not take 'o_type'"),
+        ("gla_core", {"o_type": 3}, "'gla_core' does not take 'o_type'"),
         ("lcsm", {"lower_bound": 0.5}, "'lcsm' does not take 'lower_bound'; it takes"),
         ("m2", {"tau": 2.0}, "'m2' does not take 'tau'"),
         ("attention", {"expand_dim": 4}, "'attention' does not take 'expand_dim'"),
-        ("gla", {"num_heads": 3}, "num_heads=3 must divide embed_dim=8"),
-        ("gla", {"tau": 0}, "tau must be a positive number"),
+        ("gla_core", {"num_heads": 3}, "num_heads=3 must divide embed_dim=8"),
+        ("gla_core", {"tau": 0}, "tau must be a positive number"),
         ("lcsm", {"o_type": 13}, "o_type must be one of 0..12"),
         ("attention", {"num_heads": 3}, "num_heads=3 must divide embed_dim=8"),
     ]
@@ -107,12 +118,12 @@ def test_check_validates_without_building():
 
 
 def test_lm_config_checks_its_mixer_when_made():
-    with pytest.raises(ValueError, match="'gla' does not take 'state_dim'"):
-        LMConfig(vocab_size=16, d_model=M, mixer="gla", mixer_options=(("state_dim", 4),))
+    with pytest.raises(ValueError, match="'gla_core' does not take 'state_dim'"):
+        LMConfig(vocab_size=16, d_model=M, mixer="gla_core", mixer_options=(("state_dim", 4),))
     with pytest.raises(ValueError, match="unknown model 'nope'; valid names: lcsm"):
         LMConfig(vocab_size=16, d_model=M, mixer="nope")
     with pytest.raises(ValueError, match="num_heads=3 must divide embed_dim=8"):
-        LMConfig(vocab_size=16, d_model=M, mixer="gla", mixer_options=(("num_heads", 3),))
+        LMConfig(vocab_size=16, d_model=M, mixer="gla_core", mixer_options=(("num_heads", 3),))
     # Attention reads LMConfig.num_heads / max_len; mixer_options may only repeat them.
     config = LMConfig(vocab_size=16, d_model=M, mixer="attention", num_heads=2, max_len=32)
     assert config.mixer_kwargs() == {"num_heads": 2, "max_len": 32} and config.positions
@@ -132,14 +143,16 @@ def test_lm_config_checks_its_mixer_when_made():
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="valid names: lcsm, linear_attention, retnet"):
+    with pytest.raises(ValueError, match="valid names: lcsm, linear_attention_core, retnet_core"):
         catalogue.build("transformer", embed_dim=M, rngs=nnx.Rngs(0))
 
 
 def test_overrides():
-    with pytest.raises(ValueError, match="'gla' does not take 'o_type'"):
-        catalogue.build("gla", embed_dim=M, rngs=nnx.Rngs(0), o_type=3)
-    layer = catalogue.build("hgrn2", embed_dim=M, rngs=nnx.Rngs(0), lower_bound=0.5, num_heads=4)
+    with pytest.raises(ValueError, match="'gla_core' does not take 'o_type'"):
+        catalogue.build("gla_core", embed_dim=M, rngs=nnx.Rngs(0), o_type=3)
+    layer = catalogue.build(
+        "hgrn2_core", embed_dim=M, rngs=nnx.Rngs(0), lower_bound=0.5, num_heads=4
+    )
     assert layer.spec.option("lower_bound") == 0.5 and layer.dims.H == 4
     layer = catalogue.build("lcsm", embed_dim=M, rngs=nnx.Rngs(0), o_type=3, tau=8.0)
     assert layer.config.o_type == 3 and layer.structure == "k"

@@ -37,7 +37,7 @@ def _randomise(module, names, seed):
 
 
 def _s4d_layer():
-    return catalogue.build("s4d", embed_dim=H * D, rngs=nnx.Rngs(0), num_heads=H, expand_dim=K)
+    return catalogue.build("s4d_core", embed_dim=H * D, rngs=nnx.Rngs(0), num_heads=H, expand_dim=K)
 
 
 def test_init_is_draw_for_draw_the_former_one():

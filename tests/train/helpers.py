@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "configs"))
 
 import mqar  # noqa: E402  (configs/mqar.py)
 
-TINY = "model=gla,d_model=32,vocab=128,seq_len=32,num_kv=2,batch=16,steps=12"
+TINY = "model=gla_core,d_model=32,vocab=128,seq_len=32,num_kv=2,batch=16,steps=12"
 
 
 def tiny_config(extra: str = ""):

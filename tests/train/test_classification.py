@@ -46,7 +46,7 @@ def test_lrcssm_trains_resumes_and_refuses_another_config(tmp_path):
         loop.train(config("mode=input,state=8,steps=5"), tmp_path)
 
 
-@pytest.mark.parametrize("model", ["lru", "gla", "lrcssm"])
+@pytest.mark.parametrize("model", ["lru_core", "gla_core", "lrcssm"])
 def test_any_catalogue_mixer_trains_on_uea(tmp_path, model):
     summary = loop.train(config(f"model={model},steps=2"), tmp_path)
     assert summary["final_step"] == 2
@@ -57,8 +57,8 @@ def test_any_catalogue_mixer_trains_on_uea(tmp_path, model):
 
 
 def test_lrcssm_options_are_refused_for_another_mixer():
-    with pytest.raises(ValueError, match="'lru' does not take 'mode'"):
-        experiment.translate(uea_config.get_config("model=lru,mode=input"))
+    with pytest.raises(ValueError, match="'lru_core' does not take 'mode'"):
+        experiment.translate(uea_config.get_config("model=lru_core,mode=input"))
 
 
 def test_bad_batch_sizes_raise(tmp_path):

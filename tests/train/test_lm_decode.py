@@ -13,8 +13,8 @@ from lcsm_jax.nn.params import ModelParams
 
 VOCAB = 48
 MODELS = {
-    "gla": dict(mixer="gla", mixer_options=(("num_heads", 2), ("expand_dim", 8))),
-    "retnet": dict(mixer="retnet", mixer_options=(("num_heads", 2), ("expand_dim", 8))),
+    "gla": dict(mixer="gla_core", mixer_options=(("num_heads", 2), ("expand_dim", 8))),
+    "retnet": dict(mixer="retnet_core", mixer_options=(("num_heads", 2), ("expand_dim", 8))),
     "lcsm_dd_conv": dict(
         mixer="lcsm",
         mixer_options=(("e_type", 1), ("expand_dim", 8), ("o_type", 3), ("s_type", 1)),

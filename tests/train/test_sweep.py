@@ -8,7 +8,7 @@ from tests.train.helpers import mqar, tiny_config
 def test_sweep_trains_each_cell_once_and_reports_best_lr(tmp_path):
     base = tiny_config("steps=3")
     logs = []
-    kwargs = dict(models=["gla"], d_models=[32], slices=[(32, 2)], lrs=[1e-3, 1e4])
+    kwargs = dict(models=["gla_core"], d_models=[32], slices=[(32, 2)], lrs=[1e-3, 1e4])
     results = sweep.run(base, mqar.ALIASES, tmp_path, **kwargs, log=logs.append)
     assert logs == ["[train] gla_d32_seq32_kv2_lr0.001", "[train] gla_d32_seq32_kv2_lr10000"]
     assert [r["metric"] for r in results] == ["seq32_kv2"] * 2
@@ -18,6 +18,6 @@ def test_sweep_trains_each_cell_once_and_reports_best_lr(tmp_path):
     assert again == results
     table, figure = sweep.report(results, tmp_path)
     text = table.read_text()
-    assert "Best seq32_kv2" in text and "| gla | 32 |" in text and figure.exists()
-    best = sweep.best_over_lr(results)[("gla", 32, (32, 2))]
+    assert "Best seq32_kv2" in text and "| gla_core | 32 |" in text and figure.exists()
+    best = sweep.best_over_lr(results)[("gla_core", 32, (32, 2))]
     assert best["value"] == max(r["value"] for r in results if r["value"] is not None)
