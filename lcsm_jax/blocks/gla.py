@@ -12,7 +12,6 @@ initialisation (`GLAPreTrainedModel._init_weights`): every linear and conv weigh
 biases zero, norm weights one. With `use_short_conv`, q, k and v each pass a causal depthwise conv
 and SiLU first (fla's `ShortConvolution(activation='silu')`).
 
-`FlaShortConv` and `HeadRMSNorm` are the fla modules shared by the fla-style blocks of this unit.
 """
 
 from __future__ import annotations
@@ -24,95 +23,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcsm_jax import ops
-from lcsm_jax.eos import BACKENDS
-from lcsm_jax.nn.conv import ShortConv
-from lcsm_jax.nn.init import INIT_STD, dense
-
-
-def check_positive_ints(config, names) -> None:
-    """ValueError unless each named field is an int >= 1."""
-    for field in names:
-        value = getattr(config, field)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(
-                f"{type(config).__name__}.{field} must be a positive int, got {value!r}"
-            )
-
-
-def check_scan_options(config) -> None:
-    """ValueError unless `config.backend` is an `eos_scan` backend and `config.chunk_size` is None
-    or a positive int."""
-    name = type(config).__name__
-    if not isinstance(config.backend, str) or config.backend not in BACKENDS:
-        raise ValueError(f"{name}.backend must be one of {BACKENDS}, got {config.backend!r}")
-    if config.chunk_size is not None:
-        check_positive_ints(config, ("chunk_size",))
-
-
-def check_positive(config, names) -> None:
-    """ValueError unless each named field is a real number > 0."""
-    for field in names:
-        value = getattr(config, field)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{type(config).__name__}.{field} must be > 0, got {value!r}")
-
-
-def check_heads(config, widths) -> None:
-    """ValueError unless `config.num_heads` divides every named (property) width, each >= 1."""
-    name = type(config).__name__
-    for field in widths:
-        width = getattr(config, field)
-        if width < 1 or width % config.num_heads:
-            raise ValueError(
-                f"{name}.num_heads={config.num_heads} must divide {field}={width} (>= 1)"
-            )
-
-
-class FlaShortConv(nnx.Module):
-    """fla's `ShortConvolution`: a causal depthwise conv of `kernel_size` taps (optional bias),
-    then SiLU when `silu`; weights N(0, 0.02²) and bias zero, as fla's model init."""
-
-    def __init__(self, channels: int, kernel_size: int, *, bias: bool, silu: bool, rngs):
-        self.conv = ShortConv(channels, kernel_size, rngs=rngs)
-        self.conv.weight = nnx.Param(
-            INIT_STD * jax.random.normal(rngs.params(), (kernel_size, channels))
-        )
-        self.bias = nnx.Param(jnp.zeros((channels,))) if bias else None
-        self.channels, self.silu = channels, silu
-
-    def _finish(self, y):
-        if self.bias is not None:
-            y = y + self.bias[...].reshape((1,) * (y.ndim - 1) + (self.channels,))
-        return jax.nn.silu(y) if self.silu else y
-
-    def __call__(self, x_BxTxC, segment_ids=None):
-        return self._finish(self.conv(x_BxTxC, segment_ids))
-
-    def init_cache(self, batch_size: int):
-        """The last kernel_size - 1 inputs, newest first: [B, kernel_size - 1, channels]."""
-        return self.conv.init_cache(batch_size, self.channels)
-
-    def step(self, x_BxC, cache):
-        y_BxC, cache = self.conv.step(x_BxC, cache)
-        return self._finish(y_BxC), cache
-
-
-class HeadRMSNorm(nnx.Module):
-    """RMSNorm over the last axis (one head) with a weight, then ⊙ swish(gate) when a gate is
-    given: fla's `FusedRMSNormGated` (or `RMSNorm` alone), computed in float32."""
-
-    def __init__(self, features: int, *, eps: float, affine: bool = True):
-        self.weight = nnx.Param(jnp.ones((features,))) if affine else None
-        self.eps = eps
-
-    def __call__(self, o, gate=None):
-        x = o.astype(jnp.float32)
-        y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
-        if self.weight is not None:
-            y = y * self.weight[...].reshape((1,) * (y.ndim - 1) + (-1,))
-        if gate is not None:
-            y = y * jax.nn.silu(gate.astype(jnp.float32))
-        return y.astype(o.dtype)
+from lcsm_jax.blocks.parts import (
+    CausalConv,
+    HeadRMSNorm,
+    check_heads,
+    check_positive,
+    check_positive_ints,
+    check_scan_options,
+)
+from lcsm_jax.nn.init import dense
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -175,7 +94,7 @@ class GLABlock(nnx.Module):
         self.gk_up = dense(cfg.gate_low_rank_dim, Dk, rngs, use_bias=True)
         self.convs = (
             nnx.List(
-                FlaShortConv(d, cfg.conv_size, bias=cfg.conv_bias, silu=True, rngs=rngs)
+                CausalConv(d, cfg.conv_size, bias=cfg.conv_bias, silu=True, rngs=rngs)
                 for d in (Dk, Dk, Dv)
             )
             if cfg.use_short_conv

@@ -39,8 +39,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcsm_jax import ops
-from lcsm_jax.blocks.gla import (
-    FlaShortConv,
+from lcsm_jax.blocks.parts import (
+    CausalConv,
     HeadRMSNorm,
     check_positive,
     check_positive_ints,
@@ -110,7 +110,7 @@ class HGRN2Block(nnx.Module):
         self.i_proj = dense(M, M, rngs)
         self.convs = (
             nnx.List(
-                FlaShortConv(M, config.conv_size, bias=config.conv_bias, silu=False, rngs=rngs)
+                CausalConv(M, config.conv_size, bias=config.conv_bias, silu=False, rngs=rngs)
                 for _ in range(3)
             )
             if config.use_short_conv

@@ -26,18 +26,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcsm_jax import ops
-from lcsm_jax.nn.conv import ShortConv
+from lcsm_jax.blocks.parts import CausalConv, check_positive_ints
 from lcsm_jax.nn.init import dense
-
-
-def check_positive_ints(config, names):
-    """ValueError naming the field unless each named config field is a positive int."""
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(
-                f"{type(config).__name__}.{name} must be a positive int, got {value!r}"
-            )
 
 
 def inverse_softplus_dt_bias(key, size, dt_min, dt_max, dt_init_floor):
@@ -46,40 +36,6 @@ def inverse_softplus_dt_bias(key, size, dt_min, dt_max, dt_init_floor):
     dt = jnp.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
     dt = jnp.maximum(dt, dt_init_floor)
     return dt + jnp.log(-jnp.expm1(-dt))  # softplus⁻¹, stable for small dt
-
-
-class BiasedConv(nnx.Module):
-    """A causal depthwise conv with bias, initialised as PyTorch's Conv1d (U(±1/√k) for weight
-    and bias, fan_in = k for a depthwise kernel), as the official Mamba blocks build theirs."""
-
-    def __init__(self, channels: int, kernel_size: int, *, use_bias: bool, rngs: nnx.Rngs):
-        self.conv = ShortConv(channels, kernel_size, rngs=rngs)
-        bound = kernel_size**-0.5
-        self.conv.weight = nnx.Param(
-            jax.random.uniform(rngs.params(), (kernel_size, channels), minval=-bound, maxval=bound)
-        )
-        self.channels = channels
-        self.bias = (
-            nnx.Param(jax.random.uniform(rngs.params(), (channels,), minval=-bound, maxval=bound))
-            if use_bias
-            else None
-        )
-
-    def _add_bias(self, y):
-        if self.bias is None:
-            return y
-        return y + self.bias[...].reshape((1,) * (y.ndim - 1) + (self.channels,))
-
-    def __call__(self, x_BxTxC, segment_ids=None):
-        return self._add_bias(self.conv(x_BxTxC, segment_ids))
-
-    def init_cache(self, batch_size: int):
-        """The last d_conv - 1 inputs, newest first: [B, d_conv - 1, channels]."""
-        return self.conv.init_cache(batch_size, self.channels)
-
-    def step(self, x_BxC, cache):
-        y_BxC, cache = self.conv.step(x_BxC, cache)
-        return self._add_bias(y_BxC), cache
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -144,7 +100,7 @@ class MambaBlock(nnx.Module):
         self.config = config
         M, D, N, R = config.embed_dim, config.d_inner, config.d_state, config.rank
         self.in_proj = dense(M, 2 * D, rngs, use_bias=config.bias)
-        self.conv1d = BiasedConv(D, config.d_conv, use_bias=config.conv_bias, rngs=rngs)
+        self.conv1d = CausalConv(D, config.d_conv, bias=config.conv_bias, init="torch", rngs=rngs)
         self.x_proj = dense(D, R + 2 * N, rngs)
         # Δ's init keeps softplus(dt_proj(·)) in [dt_min, dt_max] at the start ("preserve
         # variance", mamba_simple.py).

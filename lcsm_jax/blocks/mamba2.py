@@ -23,7 +23,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcsm_jax import ops
-from lcsm_jax.blocks.mamba import BiasedConv, check_positive_ints, inverse_softplus_dt_bias
+from lcsm_jax.blocks.mamba import inverse_softplus_dt_bias
+from lcsm_jax.blocks.parts import CausalConv, check_positive_ints
 from lcsm_jax.nn.init import dense
 
 
@@ -115,7 +116,9 @@ class Mamba2Block(nnx.Module):
         self.config = config
         cfg, H = config, config.num_heads
         self.in_proj = dense(cfg.embed_dim, cfg.d_inner + cfg.conv_dim + H, rngs, use_bias=cfg.bias)
-        self.conv1d = BiasedConv(cfg.conv_dim, cfg.d_conv, use_bias=cfg.conv_bias, rngs=rngs)
+        self.conv1d = CausalConv(
+            cfg.conv_dim, cfg.d_conv, bias=cfg.conv_bias, init="torch", rngs=rngs
+        )
         self.dt_bias = nnx.Param(
             inverse_softplus_dt_bias(rngs.params(), H, cfg.dt_min, cfg.dt_max, cfg.dt_init_floor)
         )

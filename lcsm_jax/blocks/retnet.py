@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcsm_jax import ops
-from lcsm_jax.blocks.gla import (
+from lcsm_jax.blocks.parts import (
     HeadRMSNorm,
     check_heads,
     check_positive,
