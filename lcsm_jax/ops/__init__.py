@@ -16,6 +16,7 @@ thin layer over `lcsm_jax.eos.eos_scan` (or, for RWKV-4's ratio, its own log-sum
 | `hgrn` | 1, x, g [D-wise], 1 (K = 1) | fla `naive_recurrent_hgrn` |
 | `rwkv4_wkv` | exp(k), v and 1, -w [per channel]: a ratio, in log-sum-exp form | RWKV-4 CUDA WKV |
 | `selective_scan` | B_t, Δ_t u_t, Δ_t A [K-wise per channel], C_t | `selective_scan_ref` |
+| `delta_rule`, `gated_delta_rule`, `kda` | β k, v, (I - β k kᵀ) Diag(α), scale·q | fla `chunk_*` |
 | `ssd` | B_t, Δ_t x_t, Δ_t A_h [scalar per head], C_t | `mamba_chunk_scan_combined` |
 
 Every op takes `backend` ("auto" and the `eos_scan` backends) and computes in float32 (states are
@@ -24,13 +25,18 @@ takes `segment_ids` ([B, T] ints; the state restarts where the id changes) for p
 B > 1; fla's `cu_seqlens` (B = 1) gives per-sequence initial and final states.
 """
 
+from lcsm_jax.ops.delta import delta_rule, gated_delta_rule, kda, l2_normalize
 from lcsm_jax.ops.fla import gla, hgrn, linear_attn, retention, retention_decays, rwkv6, simple_gla
 from lcsm_jax.ops.mamba import selective_scan, ssd
 from lcsm_jax.ops.rwkv4 import rwkv4_wkv
 
 __all__ = [
+    "delta_rule",
+    "gated_delta_rule",
     "gla",
     "hgrn",
+    "kda",
+    "l2_normalize",
     "linear_attn",
     "retention",
     "retention_decays",

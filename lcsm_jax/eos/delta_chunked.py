@@ -1,0 +1,133 @@
+"""The delta rule chunk by chunk: the WY / UT form (Yang et al., arXiv 2406.06484 §3) with log-space
+gates, scanned over chunks of C tokens with a rematerialised step.
+
+Within a chunk, with S₀ the state entering it, D[t, i] = Π_{i<τ<=t} α_τ (per key, or a scalar) and
+E_t the state token t's segment entered with (S₀, or a segment's own initial state or zeros),
+
+    u_t + Σ_{i<t} β_t (k_t ⊙ D[t,i])·k_i u_i = β_t (v_t - (D[t,start] ⊙ k_t)ᵀ E_t)
+
+is a unit lower-triangular system (I + A) U = R, solved at once (the product of the chunk's
+Householder factors, never formed). Then
+
+    o_t = (D[t,start] ⊙ q_t)ᵀ E_t + Σ_{i<=t} ((q_t ⊙ D[t,i])·k_i) u_i
+    S_C = D[C,start] ⊙ E_C + Σ_i (D[C,i] ⊙ k_i) u_iᵀ.
+
+Every D[t, i] is exp of a sum over (i, t] of log gates of one sign, taken by a cumulative sum of
+the masked gates (never as a difference of two prefix sums, which would cancel in float32 under
+strong gates), and is masked to pairs in one segment. The chunk step runs under `jax.checkpoint`, so
+the backward pass keeps only the T/C chunk-entry states and recomputes each chunk's [C, C] terms.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+from lcsm_jax.eos.delta_inputs import DeltaProblem, ends
+
+PRECISION = jax.lax.Precision.HIGHEST
+DEFAULT_CHUNK = 64
+
+
+def _pad_time(x, pad, value=0):
+    widths = [(0, 0)] * x.ndim
+    widths[1] = (0, pad)
+    return jnp.pad(x, widths, constant_values=value)
+
+
+def _chunks(x, n, C):
+    """[B, n·C, H, ...] -> [n, B, H, C, ...] (or [B, n·C] -> [n, B, C])."""
+    B = x.shape[0]
+    x = x.reshape(B, n, C, *x.shape[2:])
+    if x.ndim == 3:
+        return jnp.moveaxis(x, 1, 0)
+    return jnp.moveaxis(jnp.swapaxes(x, 2, 3), 1, 0)
+
+
+def _einsum(spec, *xs):
+    return jnp.einsum(spec, *xs, precision=PRECISION)
+
+
+def _chunk_step(p: DeltaProblem, want_finals: bool):
+    per_key = p.g.shape[-1] > 1
+    table = p.h0 if (p.per_segment and p.h0 is not None) else None
+
+    def step(carry, xs):
+        S, finals = carry  # S [B,H,K,V]
+        q, k, v, beta, g, start, seg, end = xs  # q [B,H,C,K], g [B,H,C,R], start [B,C]
+        C = q.shape[2]
+        t_idx = jnp.arange(C)
+        count = jnp.cumsum(start.astype(jnp.int32), axis=-1)  # segments begun up to t
+        same = count[:, :, None] == count[:, None, :]  # [B, t, i]
+        incl = same & (t_idx[:, None] >= t_idx[None, :])[None]
+        first = count == 0  # [B, C]: t's segment entered this chunk from S
+        # Δ[t, i] = Σ_{i<τ<=t} g_τ as a cumulative sum of the gates masked to τ > i.
+        after = t_idx[None, :] > t_idx[:, None]  # [i, τ]
+        masked = jnp.where(after[None, None, :, :, None], g[:, :, None], 0.0)  # [B,H,i,τ,R]
+        delta = jnp.swapaxes(jnp.cumsum(masked, axis=3), 2, 3)  # [B,H,t,i,R]
+        mask = incl[:, None, :, :, None]
+        D = jnp.where(mask, jnp.exp(jnp.where(mask, delta, 0.0)), 0.0)
+        # Log decay from the segment's entry (or the chunk start) to t, inclusive.
+        G_enter = _einsum("bti,bhir->bhtr", incl.astype(g.dtype), g)
+        if per_key:
+            A = _einsum("bhtk,bhik,bhtik->bhti", k, k, D)
+            P = _einsum("bhtk,bhik,bhtik->bhti", q, k, D)
+        else:
+            A = _einsum("bhtk,bhik->bhti", k, k) * D[..., 0]
+            P = _einsum("bhtk,bhik->bhti", q, k) * D[..., 0]
+        A = beta[..., :, None] * A * (t_idx[:, None] > t_idx[None, :])[None, None]
+        decay_in = jnp.exp(G_enter)  # [B,H,C,R]
+        ke, qe = decay_in * k, decay_in * q
+        if table is None:
+            keep = first[:, None, :, None].astype(q.dtype)
+            base_k = keep * _einsum("bhck,bhkv->bhcv", ke, S)
+            base_q = keep * _einsum("bhck,bhkv->bhcv", qe, S)
+            enter_last = keep[:, :, -1, :, None] * S
+        else:
+            own = jnp.moveaxis(table[seg], 1, 2)  # [B,H,C,K,V] each token's segment state
+            E = jnp.where(first[:, None, :, None, None], S[:, :, None], own)
+            base_k = _einsum("bhck,bhckv->bhcv", ke, E)
+            base_q = _einsum("bhck,bhckv->bhcv", qe, E)
+            enter_last = E[:, :, -1]
+        rhs = beta[..., None] * (v - base_k)
+        # Unit lower-triangular (I + A) U = rhs; unit_diagonal ignores A's (zero) diagonal.
+        U = solve_triangular(A, rhs, lower=True, unit_diagonal=True)
+        o = base_q + _einsum("bhti,bhiv->bhtv", P, U)
+        kd_last = D[:, :, -1] * k  # [B,H,C,K]
+        S_next = decay_in[:, :, -1, :, None] * enter_last + _einsum("bhik,bhiv->bhkv", kd_last, U)
+        if want_finals:  # the state after every token, kept where a segment ends (B = 1)
+            kd = D * k[:, :, None]  # [B,H,t,i,K]
+            S_all = _einsum("bhtik,bhiv->bhtkv", kd, U)
+            if table is None:
+                S_all = S_all + decay_in[..., None] * keep[..., None] * S[:, :, None]
+            else:
+                S_all = S_all + decay_in[..., None] * E
+            pick = jax.nn.one_hot(seg, finals.shape[0], dtype=S.dtype) * end[..., None]
+            finals = finals + _einsum("bcn,bhckv->nhkv", pick, S_all)
+        return (S_next, finals), o
+
+    return jax.checkpoint(step)
+
+
+def scan(p: DeltaProblem, chunk_size=None, return_segment_states: bool = False):
+    """Returns (o [B,T,H,V], final state [B,H,K,V], per-segment final states [N,H,K,V] or None)."""
+    B, T, H, K = p.q.shape
+    V = p.v.shape[-1]
+    C = chunk_size or DEFAULT_CHUNK
+    n = -(-T // C)
+    pad = n * C - T
+    # Padding tokens do nothing: k = q = v = β = 0, α = 1, inside the last segment.
+    end = _pad_time(ends(p.starts), pad, False)
+    starts = p.starts if p.per_segment else p.starts.at[:, 0].set(False)
+    starts = _pad_time(starts, pad, False)
+    seg = jnp.concatenate([p.seg, jnp.repeat(p.seg[:, -1:], pad, axis=1)], axis=1)
+    xs = tuple(_chunks(_pad_time(x, pad), n, C) for x in (p.q, p.k, p.v, p.beta, p.g))
+    xs = xs + tuple(_chunks(x, n, C) for x in (starts, seg, end))
+    dt = p.q.dtype
+    S0 = p.h0 if (p.h0 is not None and not p.per_segment) else jnp.zeros((B, H, K, V), dt)
+    finals = jnp.zeros((p.num_segments, H, K, V), dt) if return_segment_states else None
+    (S, finals), o = jax.lax.scan(_chunk_step(p, return_segment_states), (S0, finals), xs)
+    o = jnp.moveaxis(o, 0, 1)  # [B, n, H, C, V]
+    o = jnp.swapaxes(o, 2, 3).reshape(B, n * C, H, V)[:, :T]
+    return o, S, finals
