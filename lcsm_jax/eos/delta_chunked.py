@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 
 from lcsm_jax.eos.delta_inputs import DeltaProblem, ends
 
@@ -47,6 +46,21 @@ def _chunks(x, n, C):
 
 def _einsum(spec, *xs):
     return jnp.einsum(spec, *xs, precision=PRECISION)
+
+
+def unit_lower_solve(A_BxHxCxC, rhs_BxHxCxV):
+    """U with (I + A) U = rhs for a strictly lower-triangular A, by forward substitution.
+
+    A `fori_loop` of C row updates: on CPU, XLA's batched triangular solve of these small systems
+    took 60x longer (6 ms against 0.1 ms for 4 systems of 64×64 with 16 right-hand sides).
+    """
+    C = A_BxHxCxC.shape[-1]
+
+    def row(t, U):
+        u_t = rhs_BxHxCxV[..., t, :] - _einsum("bhc,bhcv->bhv", A_BxHxCxC[..., t, :], U)
+        return U.at[..., t, :].set(u_t)
+
+    return jax.lax.fori_loop(0, C, row, jnp.zeros_like(rhs_BxHxCxV))
 
 
 def _chunk_step(p: DeltaProblem, want_finals: bool):
@@ -91,8 +105,7 @@ def _chunk_step(p: DeltaProblem, want_finals: bool):
             base_q = _einsum("bhck,bhckv->bhcv", qe, E)
             enter_last = E[:, :, -1]
         rhs = beta[..., None] * (v - base_k)
-        # Unit lower-triangular (I + A) U = rhs; unit_diagonal ignores A's (zero) diagonal.
-        U = solve_triangular(A, rhs, lower=True, unit_diagonal=True)
+        U = unit_lower_solve(A, rhs)
         o = base_q + _einsum("bhti,bhiv->bhtv", P, U)
         kd_last = D[:, :, -1] * k  # [B,H,C,K]
         S_next = decay_in[:, :, -1, :, None] * enter_last + _einsum("bhik,bhiv->bhkv", kd_last, U)
