@@ -4,9 +4,10 @@ the paper grid, Monarch Mixer and the softmax-attention baseline, one entry each
 `lcsm_jax.nn.mixer.Mixer`.
 
 Two kinds of entry name a published method:
-- `<method>` (gla, mamba, mamba2, retnet, hgrn2, linear_attention, rwkv4, rwkv6, lru, s5): the
-  full block as its paper and official code define it (projections, short convolutions, gates,
-  norms, the paper's initialisation), from `lcsm_jax.blocks`, over the ops of `lcsm_jax.ops`.
+- `<method>` (gla, mamba, mamba2, retnet, hgrn2, linear_attention, rwkv4, rwkv6, lru, s5,
+  deltanet, gated_deltanet): the full block as its paper and official code define it
+  (projections, short convolutions, gates, norms, the paper's initialisation), from
+  `lcsm_jax.blocks`, over the ops of `lcsm_jax.ops`.
 - `<method>_core`: only the method's EOS core inside the shared skeleton of the LCSM paper
   (W_i in, W_out LayerNorm out), which is how the paper compares methods. Each is data: its
   paper and the stage choices of the `EOSMixer` (i = input stage, e = expand, s = shrink,
@@ -252,6 +253,23 @@ BLOCKS = {
         ),  # fmt: skip
         blocks.S5Config,
         blocks.S5Block,
+    ),
+    "deltanet": Family(
+        _paper(
+            "Yang et al., Parallelizing Linear Transformers with the Delta Rule over Sequence "
+            "Length (NeurIPS 2024)",
+            "2406.06484",
+        ),  # fmt: skip
+        blocks.DeltaNetConfig,
+        blocks.DeltaNetBlock,
+    ),
+    "gated_deltanet": Family(
+        _paper(
+            "Yang et al., Gated Delta Networks: Improving Mamba2 with Delta Rule (ICLR 2025)",
+            "2412.06464",
+        ),  # fmt: skip
+        blocks.GatedDeltaNetConfig,
+        blocks.GatedDeltaNetBlock,
     ),
 }
 

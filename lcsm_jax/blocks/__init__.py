@@ -2,6 +2,8 @@
 norms, the paper's parameterisation and initialisation) around the functional ops of
 `lcsm_jax.ops`. Each block is a `lcsm_jax.nn.mixer.Mixer` with a frozen config class."""
 
+from lcsm_jax.blocks.deltanet import DeltaNetBlock, DeltaNetConfig
+from lcsm_jax.blocks.gated_deltanet import GatedDeltaNetBlock, GatedDeltaNetConfig
 from lcsm_jax.blocks.gla import GLABlock, GLAConfig
 from lcsm_jax.blocks.hgrn2 import HGRN2Block, HGRN2Config
 from lcsm_jax.blocks.linear_attention import LinearAttentionBlock, LinearAttentionConfig
@@ -14,6 +16,10 @@ from lcsm_jax.blocks.rwkv6 import RWKV6Block, RWKV6Config
 from lcsm_jax.blocks.s5 import S5Block, S5Config
 
 __all__ = [
+    "DeltaNetBlock",
+    "DeltaNetConfig",
+    "GatedDeltaNetBlock",
+    "GatedDeltaNetConfig",
     "GLABlock",
     "GLAConfig",
     "HGRN2Block",

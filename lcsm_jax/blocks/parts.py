@@ -25,12 +25,12 @@ def check_positive_ints(config, names) -> None:
             )
 
 
-def check_scan_options(config) -> None:
-    """ValueError unless `config.backend` is an `eos_scan` backend and `config.chunk_size` is None
-    or a positive int."""
+def check_scan_options(config, backends=BACKENDS) -> None:
+    """ValueError unless `config.backend` is one of `backends` (the `eos_scan` backends unless
+    told, e.g. `eos.DELTA_BACKENDS`) and `config.chunk_size` is None or a positive int."""
     name = type(config).__name__
-    if not isinstance(config.backend, str) or config.backend not in BACKENDS:
-        raise ValueError(f"{name}.backend must be one of {BACKENDS}, got {config.backend!r}")
+    if not isinstance(config.backend, str) or config.backend not in backends:
+        raise ValueError(f"{name}.backend must be one of {backends}, got {config.backend!r}")
     if config.chunk_size is not None:
         check_positive_ints(config, ("chunk_size",))
 
@@ -88,12 +88,14 @@ class CausalConv(nnx.Module):
         else:
             weight = jax.random.uniform(rngs.params(), shape, minval=-bound, maxval=bound)
         self.conv.weight = nnx.Param(weight)
-        self.bias = None
+        # One assignment: NNX refuses a Param on an attribute first set to None (static).
         if bias and init == "normal":
             self.bias = nnx.Param(jnp.zeros((channels,)))
         elif bias:
             draw = jax.random.uniform(rngs.params(), (channels,), minval=-bound, maxval=bound)
             self.bias = nnx.Param(draw)
+        else:
+            self.bias = None
         self.channels, self.silu = channels, silu
 
     def _finish(self, y):

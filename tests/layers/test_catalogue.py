@@ -40,6 +40,8 @@ SMALL = {
     "rwkv6": {"head_size": 4, "mix_lora_rank": 2, "decay_lora_rank": 2},
     "lru": {"state_dim": 4},
     "s5": {"state_dim": 4},
+    "deltanet": {"num_heads": 2},
+    "gated_deltanet": {"num_heads": 2, "head_dim": 4},
 }
 
 
@@ -62,7 +64,7 @@ def _check_causal(jac_TxMxTxM: np.ndarray):
 
 
 def test_names_and_citations():
-    assert len(NAMES) == len(set(NAMES)) == 27
+    assert len(NAMES) == len(set(NAMES)) == 29
     for name in NAMES:
         entry = catalogue.method(name)
         assert entry.paper and entry.arxiv.count(".") == 1, name
