@@ -14,21 +14,10 @@ from jax.sharding import PartitionSpec as P
 
 from lcsm_jax import catalogue
 from lcsm_jax.models.lm import LanguageModel, LMConfig
+from tests.blocks.helpers import decode_and_parallel, perturb
+from tests.blocks.small import SMALL
 
 VOCAB, M, B, T = 16, 8, 8, 12
-# Small settings of each block at width 8 (the defaults are sized for d_model >= 256).
-SMALL = {
-    "linear_attention": {"num_heads": 2},
-    "retnet": {"num_heads": 2},
-    "gla": {"num_heads": 2, "gate_low_rank_dim": 4},
-    "hgrn2": {"expand_ratio": 4},
-    "mamba": {"d_state": 4},
-    "mamba2": {"headdim": 4, "d_state": 4},
-    "rwkv4": {},
-    "rwkv6": {"head_size": 4, "mix_lora_rank": 2, "decay_lora_rank": 2},
-    "lru": {"state_dim": 4},
-    "s5": {"state_dim": 4},
-}
 
 
 def test_every_block_has_small_settings():
@@ -43,7 +32,18 @@ def _model(name):
     return LanguageModel(config, rngs=nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("name", list(catalogue.BLOCKS))
+# The default run trains three blocks of different kinds (a gated linear attention, an SSD
+# block, a log-sum-exp recurrence) on 8 devices; `-m slow` trains every block.
+DEFAULT_TRAINED = ("gla", "mamba2", "rwkv4")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if n in DEFAULT_TRAINED else pytest.param(n, marks=pytest.mark.slow)
+        for n in catalogue.BLOCKS
+    ],
+)
 def test_trains_under_jit_on_8_devices(name):
     if len(jax.devices()) < 8:
         pytest.skip("needs 8 devices (tests/conftest.py sets 8 fake CPU devices)")
@@ -72,16 +72,7 @@ def test_trains_under_jit_on_8_devices(name):
 
 @pytest.mark.parametrize("name", list(catalogue.BLOCKS))
 def test_cached_decoding_equals_the_parallel_model(name):
-    model = _model(name)
-    for _, node in nnx.iter_graph(model):  # move every parameter off its (often zero) init
-        if isinstance(node, nnx.Param):
-            noise = 0.2 * jax.random.normal(jax.random.key(1), node[...].shape)
-            node[...] = node[...] + noise.astype(node[...].dtype)
+    model = perturb(_model(name))  # every parameter off its (often zero) init
     tokens = jnp.asarray(np.random.default_rng(2).integers(0, VOCAB, (2, T)))
-    parallel = model(tokens)
-    step = nnx.jit(lambda m, tok, cache: m.step(tok, cache))
-    cache, outs = model.init_cache(2), []
-    for t in range(T):
-        logits, cache = step(model, tokens[:, t], cache)
-        outs.append(logits)
-    np.testing.assert_allclose(np.stack(outs, 1), np.asarray(parallel), rtol=2e-4, atol=2e-4)
+    stepped, parallel = decode_and_parallel(model, tokens)
+    np.testing.assert_allclose(np.asarray(stepped), np.asarray(parallel), rtol=2e-4, atol=2e-4)

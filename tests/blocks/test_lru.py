@@ -1,23 +1,19 @@
-"""The LRU layer: a complex128 NumPy oracle of minimal-LRU's recurrence, MIMO mixing, decoding,
-causality, packing, the ring init."""
+"""The LRU layer against a complex128 NumPy oracle of minimal-LRU's recurrence on two backends,
+its MIMO mixing, the ring init and config checks. The Mixer contract (decoding, causality,
+packing, grad) is in test_contract.py."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from lcsm_jax.blocks.lru import LRUBlock, LRUConfig
+from tests.blocks.helpers import check_mimo, check_oracle
 
 M, N, T = 8, 12, 12
 
 
 def make_block(seed=0, **kw):
     return LRUBlock(LRUConfig(embed_dim=M, state_dim=N, **kw), rngs=nnx.Rngs(seed))
-
-
-def inputs(seed=1):
-    return jax.random.normal(jax.random.key(seed), (2, T, M))
 
 
 def oracle(block, u):
@@ -36,69 +32,13 @@ def oracle(block, u):
     return np.stack(ys, 1)
 
 
-def close(y, ref, tol=1e-5):
-    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
-    assert np.max(np.abs(y - ref)) <= tol * np.max(np.abs(ref))
-
-
 @pytest.mark.parametrize("backend", ["auto", "reference"])
 def test_forward_matches_oracle(backend):
-    block, u = make_block(backend=backend, r_min=0.4, r_max=0.99), inputs()
-    close(block(u), oracle(block, u))
+    check_oracle(make_block(backend=backend, r_min=0.4, r_max=0.99), oracle, (2, T, M))
 
 
 def test_mimo_every_output_channel_sees_every_input_channel():
-    # One shared state: input channel 0 at t = 0 moves every output channel at every t >= 0,
-    # in batch row 0 only.
-    block, u = make_block(), inputs()
-    delta = np.asarray(block(u.at[0, 0, 0].add(1.0)) - block(u))
-    assert np.all(np.abs(delta[0]) > 1e-7)
-    assert np.all(delta[1] == 0)
-
-
-def test_step_matches_parallel():
-    block, u = make_block(), inputs()
-    cache, ys = block.init_cache(2), []
-    for t in range(T):
-        y_t, cache = block.step(u[:, t], cache)
-        ys.append(y_t)
-    close(jnp.stack(ys, 1), block(u))
-
-
-def test_causal_by_gradient():
-    block, u = make_block(), inputs()
-    J = jax.jit(jax.jacrev(lambda u: block(u)[0]))(u)[
-        :, :, 0
-    ]  # d y[0, t] / d u[0, s]: [T, M, T, M]
-    for t in range(T):
-        assert np.all(np.asarray(J[t, :, t + 1 :]) == 0)
-    assert np.any(np.asarray(J[T - 1, :, 0]) != 0)
-
-
-def test_segment_ids_keep_sequences_apart():
-    block, u = make_block(), inputs()
-    a, b = u[0, :5], u[1, :7]
-    packed = jnp.stack([jnp.concatenate([a, b]), u[1]])
-    ids = jnp.asarray([[0] * 5 + [1] * 7, [0] * T])
-    y = block(packed, segment_ids=ids)
-    alone = block(jnp.stack([jnp.pad(a, ((0, T - 5), (0, 0))), jnp.pad(b, ((0, T - 7), (0, 0)))]))
-    close(y[0, :5], alone[0, :5])
-    close(y[0, 5:], alone[1, :7])
-    close(y[1], block(u)[1])
-
-
-def test_jit_and_grad_finite():
-    block, u = make_block(), inputs()
-    graphdef, state = nnx.split(block)
-
-    @jax.jit
-    def loss(state, u):
-        return jnp.sum(jnp.square(nnx.merge(graphdef, state)(u)))
-
-    value, grads = jax.value_and_grad(loss)(state, u)
-    assert np.isfinite(float(value))
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
-    assert float(jnp.abs(grads["nu_log"][...]).max()) > 0
+    check_mimo(make_block(), (2, T, M))
 
 
 def test_ring_init():
@@ -130,8 +70,3 @@ def test_ring_init():
 def test_bad_config_raises(kw, field):
     with pytest.raises(ValueError, match=field):
         LRUConfig(**kw)
-
-
-def test_wrong_config_type_raises():
-    with pytest.raises(TypeError):
-        LRUBlock(object(), rngs=nnx.Rngs(0))

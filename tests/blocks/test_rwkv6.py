@@ -1,12 +1,13 @@
-"""RWKV-6 time-mix: a float64 NumPy oracle of RWKV_Tmix_x060, decoding, causality, packing, init."""
+"""RWKV-6 time-mix against a float64 NumPy oracle of RWKV_Tmix_x060 on two backends, the official
+init and config checks. The Mixer contract (decoding, causality, packing, grad) is in
+test_contract.py."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from lcsm_jax.blocks.rwkv6 import RWKV6Block, RWKV6Config
+from tests.blocks.helpers import check_oracle, perturb
 
 M, HS, T = 16, 8, 12
 SMALL = {"embed_dim": M, "head_size": HS, "mix_lora_rank": 4, "decay_lora_rank": 8}
@@ -16,16 +17,7 @@ def make_block(seed=0, backend="reference", **kw):
     """A block whose parameters are all perturbed (the official init zeroes the LoRA A and the
     output). The sequential backend keeps compile times short; one test runs "auto"."""
     block = RWKV6Block(RWKV6Config(**{**SMALL, **kw}, backend=backend), rngs=nnx.Rngs(seed))
-    state = nnx.state(block, nnx.Param)
-    leaves, tree = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(seed + 100), len(leaves))
-    leaves = [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
-    nnx.update(block, jax.tree.unflatten(tree, leaves))
-    return block
-
-
-def inputs(seed=1):
-    return jax.random.normal(jax.random.key(seed), (2, T, M))
+    return perturb(block, 0.3, seed + 100)
 
 
 def oracle(block, x):
@@ -66,61 +58,9 @@ def oracle(block, x):
     return (o * g) @ p["output.kernel"]
 
 
-def close(y, ref, tol=1e-5):
-    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
-    assert np.max(np.abs(y - ref)) <= tol * np.max(np.abs(ref))
-
-
 @pytest.mark.parametrize("backend", ["auto", "reference"])
 def test_forward_matches_oracle(backend):
-    block, x = make_block(backend=backend), inputs()
-    close(block(x), oracle(block, x))
-
-
-def test_step_matches_parallel():
-    block, x = make_block(), inputs()
-    cache, ys = block.init_cache(2), []
-    for t in range(T):
-        y_t, cache = block.step(x[:, t], cache)
-        ys.append(y_t)
-    close(jnp.stack(ys, 1), block(x))
-
-
-def test_causal_by_gradient():
-    block, x = make_block(), inputs()
-    J = jax.jit(jax.jacrev(lambda x: block(x)[0]))(x)[
-        :, :, 0
-    ]  # d y[0, t] / d x[0, s]: [T, M, T, M]
-    for t in range(T):
-        assert np.all(np.asarray(J[t, :, t + 1 :]) == 0)
-    assert np.any(np.asarray(J[T - 1, :, 0]) != 0)
-
-
-def test_segment_ids_keep_sequences_apart():
-    # Row 0 packs a (5 tokens) and b (7 tokens); alone, each runs from t = 0 of its own row
-    # (zero padded to T, which causality makes harmless).
-    block, x = make_block(), inputs()
-    a, b = x[0, :5], x[1, :7]
-    packed = jnp.stack([jnp.concatenate([a, b]), x[1]])
-    ids = jnp.asarray([[0] * 5 + [1] * 7, [0] * T])
-    y = block(packed, segment_ids=ids)
-    alone = block(jnp.stack([jnp.pad(a, ((0, T - 5), (0, 0))), jnp.pad(b, ((0, T - 7), (0, 0)))]))
-    close(y[0, :5], alone[0, :5])
-    close(y[0, 5:], alone[1, :7])
-    close(y[1], block(x)[1])
-
-
-def test_jit_and_grad_finite():
-    block, x = make_block(), inputs()
-    graphdef, state = nnx.split(block)
-
-    @jax.jit
-    def loss(state, x):
-        return jnp.sum(jnp.square(nnx.merge(graphdef, state)(x)))
-
-    value, grads = jax.value_and_grad(loss)(state, x)
-    assert np.isfinite(float(value))
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    check_oracle(make_block(backend=backend), oracle, (2, T, M))
 
 
 def test_official_init():
@@ -156,8 +96,3 @@ def test_official_init():
 def test_bad_config_raises(kw, field):
     with pytest.raises(ValueError, match=field):
         RWKV6Config(**{**SMALL, **kw})
-
-
-def test_wrong_config_type_raises():
-    with pytest.raises(TypeError):
-        RWKV6Block(object(), rngs=nnx.Rngs(0))

@@ -1,13 +1,13 @@
-"""The S5 layer: a complex128 NumPy oracle of the discretised MIMO SSM (ZOH and bilinear, with and
-without conjugate symmetry), the HiPPO-N init, MIMO mixing, decoding, causality, packing."""
+"""The S5 layer against a complex128 NumPy oracle of the discretised MIMO SSM (ZOH and bilinear,
+with and without conjugate symmetry), the HiPPO-N init, its MIMO mixing and config checks. The
+Mixer contract (decoding, causality, packing, grad) is in test_contract.py."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from lcsm_jax.blocks.s5 import S5Block, S5Config
+from tests.blocks.helpers import check_mimo, check_oracle
 
 M, P, T = 8, 16, 12
 OPTIONS = {"dt_min": 0.01, "dt_max": 1.0}  # larger steps than the default: faster dynamics
@@ -15,10 +15,6 @@ OPTIONS = {"dt_min": 0.01, "dt_max": 1.0}  # larger steps than the default: fast
 
 def make_block(seed=0, **kw):
     return S5Block(S5Config(embed_dim=M, state_dim=P, **{**OPTIONS, **kw}), rngs=nnx.Rngs(seed))
-
-
-def inputs(seed=1):
-    return jax.random.normal(jax.random.key(seed), (2, T, M))
 
 
 def oracle(block, u):
@@ -45,11 +41,6 @@ def oracle(block, u):
     return np.stack(ys, 1)
 
 
-def close(y, ref, tol=1e-5):
-    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
-    assert np.max(np.abs(y - ref)) <= tol * np.max(np.abs(ref))
-
-
 @pytest.mark.parametrize(
     "kw",
     [
@@ -61,8 +52,7 @@ def close(y, ref, tol=1e-5):
     ],
 )
 def test_forward_matches_oracle(kw):
-    block, u = make_block(**kw), inputs()
-    close(block(u), oracle(block, u))
+    check_oracle(make_block(**kw), oracle, (2, T, M))
 
 
 def hippo_legs_normal(N):
@@ -95,57 +85,7 @@ def test_hippo_n_init(conj_sym, blocks):
 
 
 def test_mimo_every_output_channel_sees_every_input_channel():
-    # One shared state: input channel 0 at t = 0 moves every output channel at every t >= 0,
-    # in batch row 0 only.
-    block, u = make_block(), inputs()
-    delta = np.asarray(block(u.at[0, 0, 0].add(1.0)) - block(u))
-    assert np.all(np.abs(delta[0]) > 1e-7)
-    assert np.all(delta[1] == 0)
-
-
-def test_step_matches_parallel():
-    block, u = make_block(), inputs()
-    cache, ys = block.init_cache(2), []
-    for t in range(T):
-        y_t, cache = block.step(u[:, t], cache)
-        ys.append(y_t)
-    close(jnp.stack(ys, 1), block(u))
-
-
-def test_causal_by_gradient():
-    block, u = make_block(), inputs()
-    J = jax.jit(jax.jacrev(lambda u: block(u)[0]))(u)[
-        :, :, 0
-    ]  # d y[0, t] / d u[0, s]: [T, M, T, M]
-    for t in range(T):
-        assert np.all(np.asarray(J[t, :, t + 1 :]) == 0)
-    assert np.any(np.asarray(J[T - 1, :, 0]) != 0)
-
-
-def test_segment_ids_keep_sequences_apart():
-    block, u = make_block(), inputs()
-    a, b = u[0, :5], u[1, :7]
-    packed = jnp.stack([jnp.concatenate([a, b]), u[1]])
-    ids = jnp.asarray([[0] * 5 + [1] * 7, [0] * T])
-    y = block(packed, segment_ids=ids)
-    alone = block(jnp.stack([jnp.pad(a, ((0, T - 5), (0, 0))), jnp.pad(b, ((0, T - 7), (0, 0)))]))
-    close(y[0, :5], alone[0, :5])
-    close(y[0, 5:], alone[1, :7])
-    close(y[1], block(u)[1])
-
-
-def test_jit_and_grad_finite():
-    block, u = make_block(), inputs()
-    graphdef, state = nnx.split(block)
-
-    @jax.jit
-    def loss(state, u):
-        return jnp.sum(jnp.square(nnx.merge(graphdef, state)(u)))
-
-    value, grads = jax.value_and_grad(loss)(state, u)
-    assert np.isfinite(float(value))
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
-    assert float(jnp.abs(grads["log_step"][...]).max()) > 0
+    check_mimo(make_block(), (2, T, M))
 
 
 @pytest.mark.parametrize(
@@ -164,8 +104,3 @@ def test_jit_and_grad_finite():
 def test_bad_config_raises(kw, field):
     with pytest.raises(ValueError, match=field):
         S5Config(embed_dim=M, **{"state_dim": P, **kw})
-
-
-def test_wrong_config_type_raises():
-    with pytest.raises(TypeError):
-        S5Block(object(), rngs=nnx.Rngs(0))
