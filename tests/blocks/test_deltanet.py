@@ -10,6 +10,8 @@ from flax import nnx
 from lcsm_jax.blocks.deltanet import DeltaNetBlock, DeltaNetConfig
 from lcsm_jax.nn.mixer import Mixer
 
+from .helpers import causal_conv, close, f64, linear, run, silu, starts
+
 M = 32
 
 
@@ -34,66 +36,25 @@ def _block(seed=0, scale=8.0, backend="reference", **kw):
     return block
 
 
-@nnx.jit
-def _run(block, x, segment_ids=None):
-    return block(x, segment_ids=segment_ids)
-
-
-def _np(a):
-    return np.asarray(a, np.float64)
-
-
-def _silu(x):
-    return x / (1.0 + np.exp(-x))
-
-
-def _starts(ids):
-    B, T = ids.shape
-    start = np.zeros((B, T), int)
-    for b in range(B):
-        for t in range(1, T):
-            start[b, t] = start[b, t - 1] if ids[b, t] == ids[b, t - 1] else t
-    return start
-
-
-def _linear(lin, a):
-    out = a @ _np(lin.kernel[...])
-    return out if lin.bias is None else out + _np(lin.bias[...])
-
-
-def _conv(conv, a, start, silu):
-    """Causal depthwise conv (w[i] multiplies a_{t-i}), restarting with each sequence."""
-    w = _np(conv.conv.weight[...])
-    y = np.zeros_like(a)
-    for b in range(a.shape[0]):
-        for t in range(a.shape[1]):
-            for i in range(w.shape[0]):
-                if t - i >= start[b, t]:
-                    y[b, t] += w[i] * a[b, t - i]
-    if conv.bias is not None:
-        y = y + _np(conv.bias[...])
-    return _silu(y) if silu else y
-
-
 def oracle(block, x, segment_ids=None):
     """Float64 DeltaNet: q, k, v (-> conv) -> SiLU / φ, q, k L2- (or sum-) normalised per head,
     β = sigmoid(W_b x), S_t = S_{t-1} - β_t k_t (k_tᵀ S_{t-1} - v_tᵀ), o_t = K^-½ S_tᵀ q_t,
     RMSNorm(o)·w (⊙ swish(W_g x)), W_o."""
     cfg = block.config
-    x = _np(x)
+    x = f64(x)
     B, T, _ = x.shape
     H = cfg.num_heads
     ids = np.zeros((B, T), int) if segment_ids is None else np.asarray(segment_ids)
-    start = _starts(ids)
-    q, k, v = (_linear(p, x) for p in (block.q_proj, block.k_proj, block.v_proj))
+    start = starts(ids, B, T)
+    q, k, v = (linear(p, x) for p in (block.q_proj, block.k_proj, block.v_proj))
     qk_silu = cfg.qk_activation == "silu"
     if cfg.use_short_conv:
         q, k, v = (
-            _conv(c, a, start, s)
+            (silu(causal_conv(c, a, start)) if s else causal_conv(c, a, start))
             for c, a, s in zip(block.convs, (q, k, v), (qk_silu, qk_silu, True), strict=True)
         )
     else:
-        q, k, v = (_silu(q), _silu(k), _silu(v)) if qk_silu else (q, k, _silu(v))
+        q, k, v = (silu(q), silu(k), silu(v)) if qk_silu else (q, k, silu(v))
     Kh, Vh = cfg.key_dim // H, cfg.value_dim // H
     q, k = (a.reshape(B, T, H, Kh) for a in (q, k))
     v = v.reshape(B, T, H, Vh)
@@ -105,7 +66,7 @@ def oracle(block, x, segment_ids=None):
         q, k = (a / np.sqrt(np.sum(a**2, -1, keepdims=True) + 1e-6) for a in (q, k))
     else:
         q, k = (a / np.sum(a, -1, keepdims=True) for a in (q, k))
-    beta = 1 / (1 + np.exp(-_linear(block.b_proj, x))) if cfg.use_beta else np.ones((B, T, H))
+    beta = 1 / (1 + np.exp(-linear(block.b_proj, x))) if cfg.use_beta else np.ones((B, T, H))
     beta = 2 * beta if cfg.allow_neg_eigval else beta
     o = np.zeros((B, T, H, Vh))
     for b in range(B):
@@ -118,19 +79,14 @@ def oracle(block, x, segment_ids=None):
             S = S - bt[:, None, None] * kt[:, :, None] * err[:, None, :]
             o[b, t] = Kh**-0.5 * np.einsum("hk,hkv->hv", q[b, t], S)
     o = o / np.sqrt(np.mean(o**2, axis=-1, keepdims=True) + cfg.norm_eps)
-    o = o * _np(block.o_norm.weight[...])
+    o = o * f64(block.o_norm.weight[...])
     if cfg.use_gate:
-        o = o * _silu(_linear(block.g_proj, x).reshape(B, T, H, Vh))
-    return _linear(block.o_proj, o.reshape(B, T, cfg.value_dim))
+        o = o * silu(linear(block.g_proj, x).reshape(B, T, H, Vh))
+    return linear(block.o_proj, o.reshape(B, T, cfg.value_dim))
 
 
 def _x(B=2, T=20, seed=1):
     return jax.random.normal(jax.random.key(seed), (B, T, M))
-
-
-def _close(y, ref, rtol=1e-5):
-    ref = np.asarray(ref)
-    np.testing.assert_allclose(np.asarray(y), ref, rtol=rtol, atol=rtol * np.abs(ref).max())
 
 
 IDS = np.array([[0] * 7 + [1] * 13, [5] * 11 + [6] * 9])
@@ -158,7 +114,7 @@ def test_matches_float64_oracle(backend, kw, ids):
     x = _x()
     ref = oracle(block, x, ids)
     assert np.abs(ref).max() > 0.1
-    _close(_run(block, x, None if ids is None else jnp.asarray(ids)), ref)
+    close(run(block, x, None if ids is None else jnp.asarray(ids)), ref)
 
 
 def test_init_follows_fla():
@@ -183,21 +139,6 @@ def test_init_follows_fla():
     assert gated.g_proj.kernel[...].shape == (64, 64)
 
 
-def test_step_matches_parallel():
-    block = _block(use_gate=True, conv_bias=True, num_heads=2)
-    x = _x(T=11)
-    y = _run(block, x)
-    cache = block.init_cache(2)
-    step = nnx.jit(lambda m, xt, c: m.step(xt, c))
-    ys = []
-    for t in range(x.shape[1]):
-        yt, cache = step(block, x[:, t], cache)
-        ys.append(yt)
-    _close(jnp.stack(ys, axis=1), y)
-    assert cache["state"].shape == (2, 2, 16, 16)
-    assert [c.shape for c in cache["conv"]] == [(2, 3, 32)] * 3
-
-
 @pytest.mark.parametrize(
     "kw,field",
     [
@@ -216,8 +157,3 @@ def test_step_matches_parallel():
 def test_bad_config_raises(kw, field):
     with pytest.raises(ValueError, match=field):
         DeltaNetConfig(**{"embed_dim": M, **kw})
-
-
-def test_wrong_config_class_raises():
-    with pytest.raises(TypeError, match="DeltaNetConfig"):
-        DeltaNetBlock(object(), rngs=nnx.Rngs(0))
