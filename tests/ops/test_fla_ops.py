@@ -159,9 +159,16 @@ def _packed_reference(name, p, lo, hi, h0):
     return oracle.gla(np, sl["q"], sl["k"], sl["v"], g.get(name), SCALE, h0)
 
 
-@pytest.mark.parametrize("backend", ["reference", "chunked"])
+@pytest.mark.parametrize(
+    "backend, strong",
+    [
+        ("reference", False),
+        ("chunked", True),
+        pytest.param("reference", True, marks=pytest.mark.slow),
+        pytest.param("chunked", False, marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("strong", [False, True], ids=["moderate", "strong"])
 def test_cu_seqlens_gives_per_sequence_states(name, backend, strong):
     rng = np.random.default_rng(4)
     p = {n: x[:1] for n, x in _inputs(5, strong).items() if n not in ("h0", "u")}

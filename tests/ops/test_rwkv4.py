@@ -35,7 +35,9 @@ def test_values_match_the_definition(backend):
     assert_close(y, oracle.rwkv4(np, p["w"], p["u"], p["k"], p["v"]), "wkv")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "backend", ["reference", pytest.param("associative", marks=pytest.mark.slow)]
+)
 def test_gradients_of_every_input(backend):
     p = _inputs(1)
     weights = [normal(np.random.default_rng(2), B, T, C)]

@@ -10,11 +10,12 @@ def test_sweep_trains_each_cell_once_and_reports_best_lr(tmp_path):
     logs = []
     kwargs = dict(models=["gla_core"], d_models=[32], slices=[(32, 2)], lrs=[1e-3, 1e4])
     results = sweep.run(base, mqar.ALIASES, tmp_path, **kwargs, log=logs.append)
-    assert logs == ["[train] gla_d32_seq32_kv2_lr0.001", "[train] gla_d32_seq32_kv2_lr10000"]
+    cells = ["gla_core_d32_seq32_kv2_lr0.001", "gla_core_d32_seq32_kv2_lr10000"]
+    assert logs == [f"[train] {cell}" for cell in cells]
     assert [r["metric"] for r in results] == ["seq32_kv2"] * 2
     assert 0.0 <= results[0]["value"] <= 1.0
     again = sweep.run(base, mqar.ALIASES, tmp_path, **kwargs, log=logs.append)
-    assert logs[2:] == ["[done] gla_d32_seq32_kv2_lr0.001", "[done] gla_d32_seq32_kv2_lr10000"]
+    assert logs[2:] == [f"[done] {cell}" for cell in cells]
     assert again == results
     table, figure = sweep.report(results, tmp_path)
     text = table.read_text()
