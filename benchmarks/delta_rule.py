@@ -102,7 +102,9 @@ def main():
     parser.add_argument("--K", type=int, default=64)
     parser.add_argument("--V", type=int, default=64)
     parser.add_argument("--gates", nargs="+", default=list(GATES), choices=GATES)
-    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[64])
+    parser.add_argument(
+        "--chunk-sizes", type=int, nargs="+", default=[0], help="0: the backend's default"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-gib", type=float, default=12.0)
     args = parser.parse_args()
@@ -117,12 +119,13 @@ def main():
     rows = []
     for gate in args.gates:
         for T in args.T:
-            jobs = [("reference", None)] + [("chunked", c) for c in args.chunk_sizes]
+            jobs = [("reference", None)] + [("chunked", c or None) for c in args.chunk_sizes]
             for backend, chunk in jobs:
                 shape = (args.B, T, args.H, args.K, args.V)
                 row = _fresh((gate, backend, shape, chunk, args.repeats, args.max_gib))
                 rows.append(row)
-                head = f"| {gate} | {backend} | {chunk or ''} | {T} "
+                label = chunk or ("default" if backend == "chunked" else "")
+                head = f"| {gate} | {backend} | {label} | {T} "
                 if "skip" in row:
                     print(head + f"| skip: {row['skip']} | | | | |", flush=True)
                     continue

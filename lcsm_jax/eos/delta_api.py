@@ -54,7 +54,8 @@ def delta_scan(
       num_segments: N when asking for per-segment states without giving initial ones.
       return_segment_states: also return the state at the end of each segment, [N, H, K, V].
       backend: "reference" (sequential), "chunked" (the WY form over chunks of `chunk_size`,
-        default 64, with a rematerialised backward pass) or "auto" (chunked for T > 1).
+        default 16, or 8 with a per-key gate, with a rematerialised backward pass) or "auto"
+        (chunked for T > 1).
 
     Returns:
       ``(o, final_state)`` or, with return_segment_states, ``(o, final_state, segment_states)``:
