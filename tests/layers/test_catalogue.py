@@ -17,6 +17,7 @@ from lcsm_jax.layers.settings import LayerSettings
 from lcsm_jax.models.lm import LMConfig
 from lcsm_jax.nn.mixer import Mixer
 
+from ..blocks.small import SMALL as BLOCK_SMALL
 from .helpers import inputs, randomise
 
 B, T, M = 2, 5, 8
@@ -29,19 +30,7 @@ SMALL = {
     "lrcssm": {"state": 6},
     "attention": {"num_heads": 2, "max_len": 16},
     "rwkv4_core": {},
-    # The full blocks at width 8.
-    "linear_attention": {"num_heads": 2},
-    "retnet": {"num_heads": 2},
-    "gla": {"num_heads": 2, "gate_low_rank_dim": 4},
-    "hgrn2": {"expand_ratio": 4},
-    "mamba": {"d_state": 4},
-    "mamba2": {"headdim": 4, "d_state": 4},
-    "rwkv4": {},
-    "rwkv6": {"head_size": 4, "mix_lora_rank": 2, "decay_lora_rank": 2},
-    "lru": {"state_dim": 4},
-    "s5": {"state_dim": 4},
-    "deltanet": {"num_heads": 2},
-    "gated_deltanet": {"num_heads": 2, "head_dim": 4},
+    **BLOCK_SMALL,  # the full blocks at width 8
 }
 
 
