@@ -36,6 +36,7 @@ from lcsm_jax.blocks.parts import (
     check_positive,
     check_positive_ints,
     check_scan_options,
+    step_convs,
 )
 from lcsm_jax.eos import DELTA_BACKENDS
 from lcsm_jax.nn.init import dense
@@ -215,11 +216,7 @@ class GatedDeltaNetBlock(nnx.Module):
         qkv = self._qkv(x_BxM)
         new_cache = {}
         if self.convs is not None:
-            stepped = [
-                conv.step(a, c) for conv, a, c in zip(self.convs, qkv, cache["conv"], strict=True)
-            ]
-            qkv = [y for y, _ in stepped]
-            new_cache["conv"] = tuple(c for _, c in stepped)
+            qkv, new_cache["conv"] = step_convs(self.convs, qkv, cache["conv"])
         # One token: the sequential backend is one exact recurrence step.
         y, new_cache["state"] = self._mix(
             x_BxM[:, None], *(a[:, None] for a in qkv), None, cache["state"], "reference"

@@ -30,6 +30,7 @@ from lcsm_jax.blocks.parts import (
     check_positive,
     check_positive_ints,
     check_scan_options,
+    step_convs,
 )
 from lcsm_jax.nn.init import dense
 
@@ -145,11 +146,7 @@ class GLABlock(nnx.Module):
         qkv = [proj(x_BxM) for proj in (self.q_proj, self.k_proj, self.v_proj)]
         new_cache = {}
         if self.convs is not None:
-            stepped = [
-                conv.step(a, c) for conv, a, c in zip(self.convs, qkv, cache["conv"], strict=True)
-            ]
-            qkv = [y for y, _ in stepped]
-            new_cache["conv"] = tuple(c for _, c in stepped)
+            qkv, new_cache["conv"] = step_convs(self.convs, qkv, cache["conv"])
         y, new_cache["state"] = self._mix(
             x_BxM[:, None], *(a[:, None] for a in qkv), None, cache["state"]
         )

@@ -45,6 +45,7 @@ from lcsm_jax.blocks.parts import (
     check_positive,
     check_positive_ints,
     check_scan_options,
+    step_convs,
 )
 from lcsm_jax.nn.init import dense
 
@@ -168,10 +169,6 @@ class HGRN2Block(nnx.Module):
         qfi = self._projections(x_BxM)
         new_cache = {}
         if self.convs is not None:
-            stepped = [
-                conv.step(a, c) for conv, a, c in zip(self.convs, qfi, cache["conv"], strict=True)
-            ]
-            qfi = [y for y, _ in stepped]
-            new_cache["conv"] = tuple(c for _, c in stepped)
+            qfi, new_cache["conv"] = step_convs(self.convs, qfi, cache["conv"])
         y, new_cache["state"] = self._mix(*(a[:, None] for a in qfi), None, cache["state"])
         return y[:, 0], new_cache

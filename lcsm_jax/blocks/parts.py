@@ -113,3 +113,9 @@ class CausalConv(nnx.Module):
     def step(self, x_BxC, cache):
         y_BxC, cache = self.conv.step(x_BxC, cache)
         return self._finish(y_BxC), cache
+
+
+def step_convs(convs, xs_BxC, caches):
+    """One token through each conv of `convs` with its cache: (outputs, new caches), in order."""
+    stepped = [conv.step(x, c) for conv, x, c in zip(convs, xs_BxC, caches, strict=True)]
+    return [y for y, _ in stepped], tuple(c for _, c in stepped)
