@@ -2,31 +2,95 @@
 # MQAR with every full block of the catalogue (and the GLA EOS core for reference) at
 # (seq_len 64, num_kv 4) and (128, 8), d_model 64, the default budget of configs/mqar.py
 # (3000 steps of batch 64, early stop at 0.99), best of lr {3e-3, 1e-2}; the delta-rule blocks
-# with GLA and Mamba-2 also at (256, 16) (issue 19). Resumable: rerun to continue; finished cells
-# are skipped and an interrupted one resumes from its checkpoint. Writes
-# runs/blocks_mqar/results.md, copied to docs/blocks/mqar.md (and .png).
+# with GLA and Mamba-2 also at (256, 16) (issue 19).
+#
+# Two workers (one CPU core each: the model is too small for XLA to use two cores well, so two
+# single-core runs finish ~1.4x sooner than one after the other) take cells from one queue, the
+# delta-rule comparison first. Every cell trains in docs/blocks/mqar_runs/<cell>; its
+# summary.json and metrics.jsonl are committed (checkpoints and TensorBoard files are not), so a
+# later checkout skips the finished cells. Resumable: rerun to continue (an interrupted cell
+# resumes from its checkpoint when the directory survived). At the end it writes the tables
+# docs/blocks/mqar.md and mqar_delta.md (and .png) from the finished cells.
+#   WORKERS=1 docs/blocks/mqar_blocks.sh   # one worker, both cores
+#   docs/blocks/mqar_blocks.sh report      # only the tables, from the cells finished so far
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
-DIR=${DIR:-runs/blocks_mqar}
-LRS=3e-3,1e-2
-MODELS=gla_core,gla,mamba,mamba2,retnet,linear_attention,rwkv4,rwkv6,lru,s5,deltanet,gated_deltanet
-DELTA=gla,mamba2,deltanet,gated_deltanet
-for slice in 64:4 128:8; do
-  # HGRN2's default expand_ratio (128) does not divide d_model 64: 16 gives 4 heads.
-  $PY sweep.py --config configs/mqar.py:model.mixer_options.expand_ratio=16 --sweepdir "$DIR" \
-    --models hgrn2 --d_models 64 --slices "$slice" --lrs "$LRS"
-  $PY sweep.py --config configs/mqar.py --sweepdir "$DIR" --models "$MODELS" --d_models 64 \
-    --slices "$slice" --lrs "$LRS"
-done
-$PY sweep.py --config configs/mqar.py --sweepdir "$DIR" --models "$DELTA" --d_models 64 \
-  --slices 256:16 --lrs "$LRS"
-# The table over every cell (finished cells are read, nothing is retrained).
-$PY sweep.py --config configs/mqar.py --sweepdir "$DIR" --models "$MODELS,hgrn2" --d_models 64 \
-  --slices 64:4,128:8 --lrs "$LRS"
-cp "$DIR/results.md" docs/blocks/mqar.md
-cp "$DIR/results.png" docs/blocks/mqar.png
-$PY sweep.py --config configs/mqar.py --sweepdir "$DIR" --models "$DELTA" --d_models 64 \
-  --slices 64:4,128:8,256:16 --lrs "$LRS"
-cp "$DIR/results.md" docs/blocks/mqar_delta.md
-cp "$DIR/results.png" docs/blocks/mqar_delta.png
+DIR=${DIR:-docs/blocks/mqar_runs}
+WORKERS=${WORKERS:-2}
+LOCKS=${LOCKS:-/tmp/mqar_blocks_locks}
+LRS=(3e-3 1e-2)
+DELTA=(deltanet gated_deltanet gla mamba2)
+REST=(gla_core hgrn2 mamba retnet linear_attention rwkv4 rwkv6 lru s5)
+
+jobs() {  # one line per cell: model slice lr
+  for slice in 64:4 128:8 256:16; do
+    for m in "${DELTA[@]}"; do for lr in "${LRS[@]}"; do echo "$m $slice $lr"; done; done
+  done
+  for slice in 64:4 128:8; do
+    for m in "${REST[@]}"; do for lr in "${LRS[@]}"; do echo "$m $slice $lr"; done; done
+  done
+}
+
+config_for() {  # HGRN2's default expand_ratio (128) does not divide d_model 64: 16 gives 4 heads.
+  if [ "$1" = hgrn2 ]; then echo configs/mqar.py:model.mixer_options.expand_ratio=16
+  else echo configs/mqar.py; fi
+}
+
+cell() {  # trains one cell (skipped by sweep.py when its summary.json exists)
+  local m=$1 slice=$2 lr=$3
+  $PY sweep.py --config "$(config_for "$m")" --sweepdir "$DIR" --models "$m" --d_models 64 \
+    --slices "$slice" --lrs "$lr" > /dev/null
+}
+
+worker() {  # claims cells with an atomic mkdir; $1 = the core it is pinned to
+  jobs | while read -r m slice lr; do
+    mkdir "$LOCKS/$m-$slice-$lr" 2>/dev/null || continue
+    echo "$(date -u +%H:%M) worker $1: $m $slice lr $lr"
+    local pin=()
+    [ "$WORKERS" -gt 1 ] && pin=(taskset -c "$1")
+    "${pin[@]}" bash -c "$(declare -f cell config_for); PY=$PY DIR=$DIR cell $m $slice $lr" \
+      || echo "worker $1: $m $slice lr $lr failed"
+  done
+}
+
+report() {
+  local all=("${DELTA[@]}" "${REST[@]}")
+  local models delta
+  models=$(IFS=,; echo "${all[*]}")
+  delta=$(IFS=,; echo "${DELTA[*]}")
+  local lrs
+  lrs=$(IFS=,; echo "${LRS[*]}")
+  # sweep.py trains missing cells; the report passes only finished ones, so nothing trains here.
+  finished() {  # the models with every cell of the given slices finished
+    local out=() m s lr ok
+    for m in $(echo "$1" | tr , ' '); do
+      ok=1
+      for s in $(echo "$2" | tr , ' '); do for lr in "${LRS[@]}"; do
+        [ -f "$DIR/${m}_d64_seq${s%:*}_kv${s#*:}_lr${lr}/summary.json" ] || ok=0
+      done; done
+      [ $ok = 1 ] && out+=("$m")
+    done
+    (IFS=,; echo "${out[*]}")
+  }
+  local done_blocks done_delta
+  done_blocks=$(finished "$models" 64:4,128:8)
+  done_delta=$(finished "$delta" 64:4,128:8,256:16)
+  if [ -n "$done_blocks" ]; then
+    $PY sweep.py --config configs/mqar.py --sweepdir "$DIR" --models "$done_blocks" \
+      --d_models 64 --slices 64:4,128:8 --lrs "$lrs" > /dev/null
+    cp "$DIR/results.md" docs/blocks/mqar.md && cp "$DIR/results.png" docs/blocks/mqar.png
+  fi
+  if [ -n "$done_delta" ]; then
+    $PY sweep.py --config configs/mqar.py --sweepdir "$DIR" --models "$done_delta" \
+      --d_models 64 --slices 64:4,128:8,256:16 --lrs "$lrs" > /dev/null
+    cp "$DIR/results.md" docs/blocks/mqar_delta.md && cp "$DIR/results.png" docs/blocks/mqar_delta.png
+  fi
+  echo "tables: blocks [$done_blocks] delta [$done_delta]"
+}
+
+if [ "${1:-}" = report ]; then report; exit; fi
+rm -rf "$LOCKS" && mkdir -p "$LOCKS"
+for ((w = 0; w < WORKERS; w++)); do worker "$w" & done
+wait
+report
