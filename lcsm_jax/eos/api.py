@@ -88,7 +88,10 @@ def eos_scan(
 
     Returns:
       ``(y, final_state)``: y [B, T, H, D] in the dtype of ``i``; final_state [B, H, K, D] in
-      float32 (complex64 for complex inputs), whatever the input dtype.
+      the accumulation dtype. That is float32 (complex64 for complex inputs) for float32,
+      bfloat16 or float16 inputs, and float64 (complex128) for float64 (complex128) inputs
+      under ``jax_enable_x64``: every backend but "pallas" (whose kernels accumulate in
+      float32; "auto" never picks it then) then computes and accumulates in float64.
 
     Raises:
       ValueError / TypeError naming the offending argument for bad shapes, dtypes, backends,
@@ -152,7 +155,8 @@ def eos_step(e_t, i_t, log_o_t, s_t, state):
     ``eos_scan``.
 
     Returns:
-      ``(y_t, state)``: y_t [B,H,D] in the dtype of ``i_t``; state in float32 (complex64).
+      ``(y_t, state)``: y_t [B,H,D] in the dtype of ``i_t``; state in the accumulation dtype
+      (float32 or complex64; float64 or complex128 for float64 or complex128 inputs).
     """
     for x, name, rank in ((e_t, "e_t", 3), (i_t, "i_t", 3)):
         if jnp.ndim(x) != rank:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.eos import intra_exact, reference
+from lcsm_jax.eos import intra_exact, intra_vjp, log_sums, reference
 
 # exp(±30) keeps every factored product far from float32 overflow and costs < 4e-6 relative error.
 SAFE_EXPONENT = 30.0
@@ -54,53 +54,59 @@ def _masks(run, run_prev, C: int) -> Masks:
 
 
 class Exps(NamedTuple):
-    """exp() of the cumulative log-decays G [..., C, X] of one axis (K or D), computed once."""
+    """exp() of one axis' (K or D) log-decays for the memory carried across chunks."""
 
     read: jax.Array  # exp(G_t): reads the memory carried into the chunk
-    write: jax.Array  # exp(G_last - G_t): writes into the memory carried out
-    up: jax.Array | None  # exp(G_t - G_mid), midpoint factoring only
-    down: jax.Array | None  # exp(G_mid - G_t)
+    write: jax.Array  # exp(Σ_{u>t} l_u): writes into the memory carried out
 
 
-def _exps(G, midpoint: bool) -> Exps | None:
+def _exps(log, G) -> Exps | None:
+    """`log` the per-step log-decays [..., C, X], `G` their cumulative sum. The write exponent is
+    summed from the steps after t, never taken as G_last - G_t: that difference cancels in
+    float32 under strong decays, in its value and in its gradient."""
     if G is None:
         return None
-    last = G[..., -1:, :]
-    if not midpoint:
-        return Exps(jnp.exp(G), jnp.exp(last - G), None, None)
-    # The centre cancels in every product below; stopping its gradient keeps rounding from
-    # leaking gradient to steps after t (exact causality of the gradient). |G - G_mid| ≤
-    # SAFE_EXPONENT here, so up, down and the reuse of them for read/write cannot overflow.
-    mid = jax.lax.stop_gradient(G[..., G.shape[-2] // 2 : G.shape[-2] // 2 + 1, :])
-    # The clip is inactive wherever this path runs (see `chunked._safe`). Under vmap, where
-    # `lax.switch` runs every path, it keeps the discarded values and their gradients finite.
-    g, bound = G - mid, SAFE_EXPONENT + 1
+    return Exps(jnp.exp(G), jnp.exp(log_sums.after(log)))
+
+
+def _midpoint_factors(log):
+    """(exp(G_t - G_mid), exp(G_mid - G_t)) about the chunk's middle step."""
+    # |G - G_mid| ≤ SAFE_EXPONENT wherever this path runs (see `chunked._safe`), so neither factor
+    # can overflow. Under vmap, where `lax.switch` runs every path, the (then inactive) clip keeps
+    # the discarded values finite.
+    g, bound = log_sums.from_midpoint(log), SAFE_EXPONENT + 1
     if jnp.iscomplexobj(g):
         g = jax.lax.complex(jnp.clip(g.real, -bound, bound), g.imag)
     else:
         g = jnp.clip(g, -bound, bound)
     up = jnp.exp(g)
-    down = 1 / up
-    return Exps(up * jnp.exp(mid), jnp.exp(last - mid) * down, up, down)
+    return up, 1 / up
 
 
-def _intra_direct(x, Gk, mask):
+def _intra_direct(s, e, i, lk, ld, mask):
     """Scalar (or no) decay: the C×C decay matrix exp(G_t - G_j) is formed directly."""
-    A = _einsum("...tk,...jk->...tj", x["s"], x["e"])
-    if Gk is not None:
-        g = Gk[..., 0]
-        A = A * jnp.exp(jnp.where(mask, g[..., :, None] - g[..., None, :], MASKED_LOG))
-    return _einsum("...tj,...jd->...td", jnp.where(mask, A, 0), x["i"])
+    del ld
+    A = _einsum("...tk,...jk->...tj", s, e)
+    if lk is not None:
+        A = A * jnp.exp(jnp.where(mask, log_sums.pairwise(lk)[..., 0], MASKED_LOG))
+    return _einsum("...tj,...jd->...td", jnp.where(mask, A, 0), i)
 
 
-def _intra_midpoint(x, Ek: Exps | None, Ed: Exps | None, mask):
+def _intra_midpoint(s, e, i, lk, ld, mask):
     """exp(G_t - G_j) = exp(G_t - G_mid)·exp(G_mid - G_j): a masked (attention-like) matmul."""
-    q = x["s"] if Ek is None else x["s"] * Ek.up
-    k = x["e"] if Ek is None else x["e"] * Ek.down
-    v = x["i"] if Ed is None else x["i"] * Ed.down
+    q, k, v, up_d = s, e, i, None
+    if lk is not None:
+        up, down = _midpoint_factors(lk)
+        q, k = s * up, e * down
+    if ld is not None:
+        up_d, down_d = _midpoint_factors(ld)
+        v = i * down_d
     A = jnp.where(mask, _einsum("...tk,...jk->...tj", q, k), 0)
     y = _einsum("...tj,...jd->...td", A, v)
-    return y if Ed is None else y * Ed.up
+    return y if up_d is None else y * up_d
+
+
+_INTRA = {"direct": _intra_direct, "midpoint": _intra_midpoint, "exact": intra_exact.intra}
 
 
 def _write(x, Ek: Exps | None, Ed: Exps | None, masks: Masks):
@@ -132,21 +138,8 @@ def _read(x, Ek: Exps | None, Ed: Exps | None, m_prev, masks: Masks):
     return y if masks.from_prev is None else jnp.where(masks.from_prev, y, 0)
 
 
-def _chunk_cumsum(a):
-    """Cumulative sum over the chunk axis (-2) in two levels of about √C steps: XLA:CPU's
-    cumsum costs O(C) per element (a reduce window), this about O(√C); 5x faster at C = 64."""
-    C = a.shape[-2]
-    inner = next((c for c in (8, 4, 2) if C % c == 0 and C > c), None)
-    if inner is None:
-        return jnp.cumsum(a, axis=-2)
-    blocks = jnp.cumsum(a.reshape(a.shape[:-2] + (C // inner, inner, a.shape[-1])), axis=-2)
-    totals = blocks[..., -1:, :]
-    blocks = blocks + (jnp.cumsum(totals, axis=-3) - totals)
-    return blocks.reshape(a.shape)
-
-
 def _cumulative(x):
-    return opt(_chunk_cumsum, x["lk"]), opt(_chunk_cumsum, x["ld"])
+    return opt(log_sums.chunk_cumsum, x["lk"]), opt(log_sums.chunk_cumsum, x["ld"])
 
 
 def _half(x, first: bool) -> dict:
@@ -169,14 +162,13 @@ def chunk(m, x, intra: str):
         m, y_second = chunk(m, _half(x, False), "midpoint")
         return m, jnp.concatenate([y_first, y_second], axis=-2)
     Gk, Gd = _cumulative(x)
-    Ek, Ed = _exps(Gk, intra == "midpoint"), _exps(Gd, intra == "midpoint")
+    Ek, Ed = _exps(x["lk"], Gk), _exps(x["ld"], Gd)
     masks = _masks(x["run"], x["run_prev"], x["e"].shape[-2])
     decay, W = _write(x, Ek, Ed, masks)
-    if intra == "direct":
-        y = _intra_direct(x, Gk, masks.pair)
-    elif intra == "midpoint":
-        y = _intra_midpoint(x, Ek, Ed, masks.pair)
+    fn = _INTRA[intra]
+    if Gk is None and Gd is None:  # no decay: nothing for the pair identity to fix
+        y = fn(x["s"], x["e"], x["i"], None, None, masks.pair)
     else:
-        y = intra_exact.intra(x, Gk, Gd, masks.pair)
+        y = intra_vjp.intra(fn, x["s"], x["e"], x["i"], x["lk"], x["ld"], masks.pair)
     y = y + _read(x, Ek, Ed, m, masks)
     return (m if decay is None else decay * m) + W, y

@@ -34,7 +34,7 @@ def bucket(n: int) -> int:
 class ProblemClass:
     structure: str
     read: str  # "vector" or "elementwise"
-    dtype: str  # the accumulation dtype: float32 or complex64
+    dtype: str  # the accumulation dtype: float32, complex64, float64, complex128
     K: int
     D: int
     T: int

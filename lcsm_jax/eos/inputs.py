@@ -1,7 +1,7 @@
 """Validation and normalisation of EOS inputs into one canonical `Problem`.
 
 Every backend consumes a `Problem`: arrays already cast to the accumulation dtype (float32, or
-complex64 for complex inputs) and the oscillation reduced to its structure, so backends never see
+complex64 for complex inputs; float64 / complex128 for float64 / complex128 inputs) and the oscillation reduced to its structure, so backends never see
 user-facing shapes, dtypes or the `Decay` wrapper. A `Problem` is a pytree whose leaves are its
 arrays; `structure` and `out_dtype` are static metadata, so it passes through `jax.jit` as is.
 """
@@ -145,6 +145,15 @@ def _decay(log_o, shape5, cdtype, complex_inputs: bool, suffix: str):
     return structure, cast(lk), cast(ld), None
 
 
+def accumulation_dtype(dtype) -> jnp.dtype:
+    """float64 (complex128) for float64 (complex128) inputs, which exist only under
+    `jax_enable_x64`; float32 (complex64) for every narrower dtype (bfloat16, float16, float32)."""
+    dtype = jnp.dtype(dtype)
+    if dtype.kind == "c":
+        return jnp.dtype(jnp.complex128 if dtype.itemsize >= 16 else jnp.complex64)
+    return jnp.dtype(jnp.float64 if dtype.itemsize >= 8 else jnp.float32)
+
+
 def _check_dtype_of_decay(x: Array, name: str, complex_inputs: bool) -> None:
     _check_inexact(x, name)
     if jnp.iscomplexobj(x) and not complex_inputs:
@@ -174,7 +183,7 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
     if T == 0:
         raise ValueError("the time axis T must be non-empty")
     complex_inputs = jnp.iscomplexobj(e)
-    cdtype = jnp.complex64 if complex_inputs else jnp.float32
+    cdtype = accumulation_dtype(e.dtype)
 
     if s.ndim == 4:
         if s.shape != (B, T, H, K):

@@ -4,15 +4,16 @@ A chunk of C = n·c steps is cut into n blocks. For a target step t in block p a
 earlier block, exp(G_t - G_j) = exp(G_t - R_p)·exp(R_p - G_j) with R_p the cumulative decay at the
 end of block p-1: both factors are ≤ 1, so nothing overflows and an underflow only hides a product
 that is itself below float32 range. Inside a block the c×c decays exp(G_t - G_j) are formed
-directly. Costs about (c + n) exponentials per step and channel, against 3 for the midpoint
-factoring of `chunk_math._intra_midpoint`, which is used instead whenever it is exact.
+directly. Every exponent is a sum over exactly the steps it spans (`log_sums`). Costs about
+(c + n) exponentials per step and channel, against 3 for the midpoint factoring of
+`chunk_math._intra_midpoint`, which is used instead whenever it is exact.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
+from lcsm_jax.eos import log_sums
 from lcsm_jax.eos.reference import PRECISION
 
 MASKED_LOG = -1e4  # exp() of it is exactly 0 in float32; finite, so gradients stay finite
@@ -29,26 +30,36 @@ def _blocks(a, n: int, c: int):
     return a.reshape(a.shape[:-2] + (n, c, a.shape[-1]))
 
 
-def _boundaries(G, n: int, c: int):
-    """R_p: G at the end of block p-1 ([..., n, X]); R_0 = 0 (no earlier block)."""
-    # R_p cancels in exp(G_t - R_p)·exp(R_p - G_j): no gradient through it.
-    ends = jax.lax.stop_gradient(_blocks(G, n, c)[..., :-1, -1, :])
-    first = jnp.zeros(ends.shape[:-2] + (1, ends.shape[-1]), ends.dtype)
-    return jnp.concatenate([first, ends], axis=-2)
+class _Sums:
+    """The sums of one axis' log-decays `log` [..., C, X] that the sub-block path needs, each over
+    exactly the steps it spans (see `log_sums`)."""
+
+    def __init__(self, log, n: int, c: int):
+        log_b = _blocks(log, n, c)  # [..., n, c, X]
+        self.inside = log_sums.pairwise(log_b)  # [..., n, t, j, X]: Σ_{j<u≤t} in one block
+        self.to_t = jnp.cumsum(log_b, axis=-2)  # G_t - R_p: from block p's start to t
+        totals = self.to_t[..., -1, :]  # [..., n, X]
+        # between[p, b] = Σ_{b<q<p} totals_q: whole blocks strictly between b and p.
+        later = jnp.arange(n)[:, None] > jnp.arange(n)[None, :]  # [q, b]
+        later = later.reshape((1,) * (totals.ndim - 2) + (n, n, 1))
+        steps = jnp.where(later, totals[..., :, None, :], 0)  # [..., q, b, X]
+        between = jnp.cumsum(steps, axis=-3) - steps  # exclusive over q: q < p
+        # R_p - G_j for j in an earlier block: to the end of j's block, then whole blocks.
+        tail = log_sums.after(log_b).reshape(log.shape)  # [..., C, X]: Σ_{j<u≤end of j's block}
+        self.back = tail[..., None, :, :] + jnp.repeat(between, c, axis=-2)  # [..., n, C, X]
 
 
-def _direct(G_b, mask_b):
+def _direct(inside, mask_b):
     """exp(G_t - G_j) inside each block, masked: [..., n, c, c, X]."""
-    diff = G_b[..., :, :, None, :] - G_b[..., :, None, :, :]
-    return jnp.exp(jnp.where(mask_b[..., None], diff, MASKED_LOG))
+    return jnp.exp(jnp.where(mask_b[..., None], inside, MASKED_LOG))
 
 
-def intra(x, Gk, Gd, pair):
-    """Within-chunk outputs [..., C, D] for e, s [..., C, K], i [..., C, D], decays G [..., C, X|1].
+def intra(s, e, v, lk, ld, pair):
+    """Within-chunk outputs [..., C, D] for e, s [..., C, K], i [..., C, D] and per-step log-decays
+    lk, ld [..., C, X|1] (None when absent).
 
     `pair` [..., C, C] is the causal (and same-segment) mask.
     """
-    s, e, v = x["s"], x["e"], x["i"]
     C = e.shape[-2]
     c = block_size(C)
     n = C // c
@@ -59,36 +70,34 @@ def intra(x, Gk, Gd, pair):
     earlier = jnp.arange(C)[None, :] < (jnp.arange(n) * c)[:, None]  # [n, C]: j before block p
     earlier = earlier.reshape((1,) * (pair.ndim - 2) + earlier.shape)
     s_b, e_b, v_b = _blocks(s, n, c), _blocks(e, n, c), _blocks(v, n, c)
+    Sk = None if lk is None else _Sums(lk, n, c)
+    Sd = None if ld is None else _Sums(ld, n, c)
 
     # Inside the blocks.
-    if Gk is None:
+    if Sk is None:
         A = jnp.einsum("...ptk,...pjk->...ptj", s_b, e_b, precision=PRECISION)
     else:
-        terms = s_b[..., :, :, None, :] * e_b[..., :, None, :, :] * _direct(_blocks(Gk, n, c), diag)
+        terms = s_b[..., :, :, None, :] * e_b[..., :, None, :, :] * _direct(Sk.inside, diag)
         A = jnp.sum(terms, axis=-1)
     A = jnp.where(diag, A, 0)
-    if Gd is None:
+    if Sd is None:
         y_in = jnp.einsum("...ptj,...pjd->...ptd", A, v_b, precision=PRECISION)
     else:
-        dd = _direct(_blocks(Gd, n, c), diag)
+        dd = _direct(Sd.inside, diag)
         y_in = jnp.sum(A[..., None] * dd * v_b[..., :, None, :, :], axis=-2)
 
     # Earlier blocks of the chunk, factored at the block boundary.
     q, k, vv = s_b, jnp.broadcast_to(e[..., None, :, :], e.shape[:-2] + (n, C, e.shape[-1])), None
-    if Gk is not None:
-        R = _boundaries(Gk, n, c)
-        q = s_b * jnp.exp(_blocks(Gk, n, c) - R[..., :, None, :])
-        back = jnp.where(earlier[..., None], R[..., :, None, :] - Gk[..., None, :, :], MASKED_LOG)
-        k = e[..., None, :, :] * jnp.exp(back)
+    if Sk is not None:
+        q = s_b * jnp.exp(Sk.to_t)
+        k = e[..., None, :, :] * jnp.exp(jnp.where(earlier[..., None], Sk.back, MASKED_LOG))
     A = jnp.einsum("...ptk,...pjk->...ptj", q, k, precision=PRECISION)
     A = jnp.where(pair_b & earlier[..., :, None, :], A, 0)
-    if Gd is None:
+    if Sd is None:
         y_out = jnp.einsum("...ptj,...jd->...ptd", A, v, precision=PRECISION)
     else:
-        Rd = _boundaries(Gd, n, c)
-        back = jnp.where(earlier[..., None], Rd[..., :, None, :] - Gd[..., None, :, :], MASKED_LOG)
-        vv = v[..., None, :, :] * jnp.exp(back)
+        vv = v[..., None, :, :] * jnp.exp(jnp.where(earlier[..., None], Sd.back, MASKED_LOG))
         y_out = jnp.einsum("...ptj,...pjd->...ptd", A, vv, precision=PRECISION)
-        y_out = y_out * jnp.exp(_blocks(Gd, n, c) - Rd[..., :, None, :])
+        y_out = y_out * jnp.exp(Sd.to_t)
     y = y_in + y_out
     return y.reshape(y.shape[:-3] + (C, y.shape[-1]))

@@ -38,6 +38,8 @@ def unsupported_reason(p: Problem, platform: str | None = None) -> str | None:
     if it can."""
     if p.e.dtype.kind == "c":
         return "complex inputs"
+    if p.e.dtype.itemsize > 4:
+        return "float64 inputs (the kernels accumulate in float32)"
     platform = platform or jax.default_backend()
     if platform not in ("cpu", "gpu", "cuda", "tpu"):
         return f"the {platform} platform (kernels exist for GPU and TPU; CPU interprets them)"

@@ -1,0 +1,104 @@
+"""The gradient of a chunk's intra-chunk term, with its log-decay part taken by the pair identity.
+
+Every intra path (`chunk_math`, `intra_exact`) computes y_t = Σ_{j≤t} P(t, j), a sum of pair
+terms whose decay is exp(G_t - G_j) with G the chunk's cumulative log-decay: the pair (t, j)
+depends on the per-step log-decay l_u exactly for j < u ≤ t. So
+
+    ∂L/∂l_u = Σ_{t≥u} Σ_{j<u} P̄(t, j) = Σ_{v<u} (K_v - Q_v),
+
+with P̄ the pair's share of the loss, K_v = Σ_{t>v} P̄(t, v) its key side and Q_v =
+Σ_{j<v} P̄(v, j) its query side. For the K axis K = e ⊙ ∂e and Q = s ⊙ ∂s of the term restricted
+to pairs j < t; for the D axis K = i ⊙ ∂i and Q = ∂y ⊙ y of the same. Autodiff of the chunk
+instead sends a pair's share to G_t with a plus and to G_j with a minus and sums them back by a
+reverse cumulative sum: the diagonal pairs (t, t), the largest under strong decays, cancel there
+in exact arithmetic only and leave a float32 residue of the size of the whole term, a one-signed
+bias of the decay gradient. Here the diagonal never enters the decay gradient, and the gradients
+of s, e and i add it back in closed form.
+
+The paths take the per-step log-decays and form every exponent they need as a sum over the steps
+it spans (never as a difference of two cumulative sums, which under strong decays loses
+|G|·2⁻²⁴ of it); their own dependence on the decays is not differentiated: the identity
+replaces it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def _exclusive_cumsum(a):
+    """Σ_{v<u} a_v along the chunk axis (-2)."""
+    c = jnp.cumsum(a, axis=-2)
+    return jnp.concatenate([jnp.zeros_like(c[..., :1, :]), c[..., :-1, :]], axis=-2)
+
+
+def _unbroadcast(g, shape):
+    """Sums g over the axes where `shape` has size 1 (a decay shared over b, h, or X)."""
+    axes = tuple(a for a, (n, m) in enumerate(zip(shape, g.shape, strict=True)) if n == 1 < m)
+    return jnp.sum(g, axis=axes, keepdims=True) if axes else g
+
+
+def _strict(pair):
+    C = pair.shape[-1]
+    return pair & ~jnp.eye(C, dtype=bool).reshape((1,) * (pair.ndim - 2) + (C, C))
+
+
+def _cast(a, dtype):
+    return a if a.dtype == dtype else a.astype(dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def intra(fn, s, e, i, lk, ld, pair):
+    """fn(s, e, i, lk, ld, pair): the intra-chunk outputs [..., C, D], with `lk`/`ld`
+    [..., C, X] the per-step log-decays (None when absent) and `pair` the [..., C, C] mask."""
+    return fn(s, e, i, lk, ld, pair)
+
+
+def _intra_fwd(fn, s, e, i, lk, ld, pair):
+    # Complex decays: s, e, i enter as complex so that their cotangents keep the imaginary part
+    # the decay gradient needs (the real inputs get the real part back).
+    dtype = jnp.result_type(s, e, i, *(g for g in (lk, ld) if g is not None))
+    sc, ec, ic = (_cast(a, dtype) for a in (s, e, i))
+    y_strict, vjp = jax.vjp(lambda s, e, i: fn(s, e, i, lk, ld, _strict(pair)), sc, ec, ic)
+    diag = jnp.diagonal(pair, axis1=-2, axis2=-1)[..., None]  # [..., C, 1]: (t, t) counted
+    se = jnp.where(diag, jnp.sum(sc * ec, axis=-1, keepdims=True), 0)
+    y = y_strict + se * ic
+    # The primal inputs ride along for their shapes and dtypes (they are kept anyway).
+    return y, (sc, ec, ic, y_strict, se, diag, vjp, (s, e, i, lk, ld))
+
+
+def _intra_bwd(fn, res, dy):
+    del fn
+    sc, ec, ic, y_strict, se, diag, vjp, primals = res
+    shapes = tuple(None if a is None else (a.shape, a.dtype) for a in primals)
+    dy = _cast(dy, y_strict.dtype)
+    ds, de, di = vjp(dy)  # pairs j < t only
+    dlk = dld = None
+    if shapes[3] is not None:  # K axis: key side e ⊙ ∂e, query side s ⊙ ∂s
+        dlk = _exclusive_cumsum(ec * de - sc * ds)
+        dlk = _unbroadcast(jnp.sum(dlk, axis=-1, keepdims=True) if shapes[3][0][-1] == 1 else dlk,
+                           shapes[3][0])  # fmt: skip
+    if shapes[4] is not None:  # D axis: key side i ⊙ ∂i, query side ∂y ⊙ y
+        dld = _exclusive_cumsum(ic * di - dy * y_strict)
+        dld = _unbroadcast(jnp.sum(dld, axis=-1, keepdims=True) if shapes[4][0][-1] == 1 else dld,
+                           shapes[4][0])  # fmt: skip
+    # The diagonal pairs (t, t): y_t += (s_t · e_t) i_t, with no decay.
+    dyi = jnp.where(diag, jnp.sum(dy * ic, axis=-1, keepdims=True), 0)
+    ds, de, di = ds + dyi * ec, de + dyi * sc, di + se * dy
+
+    def back(g, spec):
+        if spec is None:
+            return None
+        shape, dtype = spec
+        if not jnp.issubdtype(dtype, jnp.complexfloating) and jnp.iscomplexobj(g):
+            g = jnp.real(g)
+        return _unbroadcast(g, shape).astype(dtype)
+
+    grads = [back(g, spec) for g, spec in zip((ds, de, di, dlk, dld), shapes, strict=True)]
+    return (*grads, None)
+
+
+intra.defvjp(_intra_fwd, _intra_bwd)
