@@ -1,9 +1,10 @@
 """Validation and normalisation of EOS inputs into one canonical `Problem`.
 
 Every backend consumes a `Problem`: arrays already cast to the accumulation dtype (float32, or
-complex64 for complex inputs; float64 / complex128 for float64 / complex128 inputs) and the oscillation reduced to its structure, so backends never see
-user-facing shapes, dtypes or the `Decay` wrapper. A `Problem` is a pytree whose leaves are its
-arrays; `structure` and `out_dtype` are static metadata, so it passes through `jax.jit` as is.
+complex64 for complex inputs; float64 / complex128 for float64 / complex128 inputs) and the
+oscillation reduced to its structure, so backends never see user-facing shapes, dtypes or the
+`Decay` wrapper. A `Problem` is a pytree whose leaves are its arrays; `structure` and `out_dtype`
+are static metadata, so it passes through `jax.jit` as is.
 """
 
 from __future__ import annotations

@@ -28,10 +28,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from lcsm_jax.eos import log_sums
+
 
 def _exclusive_cumsum(a):
     """Σ_{v<u} a_v along the chunk axis (-2)."""
-    c = jnp.cumsum(a, axis=-2)
+    c = log_sums.chunk_cumsum(a)
     return jnp.concatenate([jnp.zeros_like(c[..., :1, :]), c[..., :-1, :]], axis=-2)
 
 

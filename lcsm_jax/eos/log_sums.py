@@ -44,6 +44,7 @@ def pairwise(log):
 def from_midpoint(log):
     """G_t - G_mid [..., C, X] for mid = C // 2, summed outward from the middle step."""
     mid = log.shape[-2] // 2
-    left = after(log[..., : mid + 1, :])[..., :mid, :]  # Σ_{t<u≤mid} l_u, t < mid
+    # Σ_{t<u≤mid} l_u for t < mid: a reverse cumulative sum of steps 1..mid.
+    left = jnp.flip(chunk_cumsum(jnp.flip(log[..., 1 : mid + 1, :], -2)), -2)
     right = chunk_cumsum(log[..., mid:, :]) - log[..., mid : mid + 1, :]  # Σ_{mid<u≤t}, t ≥ mid
     return jnp.concatenate([-left, right], axis=-2)
