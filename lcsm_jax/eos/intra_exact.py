@@ -11,6 +11,9 @@ directly. Every exponent is a sum over exactly the steps it spans (`log_sums`). 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 
 from lcsm_jax.eos import log_sums
@@ -30,23 +33,29 @@ def _blocks(a, n: int, c: int):
     return a.reshape(a.shape[:-2] + (n, c, a.shape[-1]))
 
 
-class _Sums:
-    """The sums of one axis' log-decays `log` [..., C, X] that the sub-block path needs, each over
+class _Sums(NamedTuple):
+    """The sums of one axis' log-decays [..., C, X] that the sub-block path needs, each over
     exactly the steps it spans (see `log_sums`)."""
 
-    def __init__(self, log, n: int, c: int):
-        log_b = _blocks(log, n, c)  # [..., n, c, X]
-        self.inside = log_sums.pairwise(log_b)  # [..., n, t, j, X]: Σ_{j<u≤t} in one block
-        self.to_t = jnp.cumsum(log_b, axis=-2)  # G_t - R_p: from block p's start to t
-        totals = self.to_t[..., -1, :]  # [..., n, X]
-        # between[p, b] = Σ_{b<q<p} totals_q: whole blocks strictly between b and p.
-        later = jnp.arange(n)[:, None] > jnp.arange(n)[None, :]  # [q, b]
-        later = later.reshape((1,) * (totals.ndim - 2) + (n, n, 1))
-        steps = jnp.where(later, totals[..., :, None, :], 0)  # [..., q, b, X]
-        between = jnp.cumsum(steps, axis=-3) - steps  # exclusive over q: q < p
-        # R_p - G_j for j in an earlier block: to the end of j's block, then whole blocks.
-        tail = log_sums.after(log_b).reshape(log.shape)  # [..., C, X]: Σ_{j<u≤end of j's block}
-        self.back = tail[..., None, :, :] + jnp.repeat(between, c, axis=-2)  # [..., n, C, X]
+    inside: jax.Array  # [..., n, t, j, X]: Σ_{j<u≤t} within one block
+    to_t: jax.Array  # [..., n, c, X]: G_t - R_p, from block p's start to t
+    back: jax.Array  # [..., n, C, X]: R_p - G_j for j in an earlier block
+
+
+@log_sums.exact_phase
+def _sums(log, n: int, c: int):
+    log_b = _blocks(log, n, c)  # [..., n, c, X]
+    inside = log_sums.pairwise(log_b)
+    to_t = jnp.cumsum(log_b, axis=-2, dtype=log.dtype)
+    totals = to_t[..., -1, :]  # [..., n, X]
+    # between[p, b] = Σ_{b<q<p} totals_q: whole blocks strictly between b and p.
+    later = jnp.arange(n)[:, None] > jnp.arange(n)[None, :]  # [q, b]
+    later = later.reshape((1,) * (totals.ndim - 2) + (n, n, 1))
+    steps = jnp.where(later, totals[..., :, None, :], 0)  # [..., q, b, X]
+    between = jnp.cumsum(steps, axis=-3, dtype=log.dtype) - steps  # exclusive over q: q < p
+    # R_p - G_j: to the end of j's block, then whole blocks.
+    tail = log_sums.after(log_b).reshape(log.shape)  # [..., C, X]
+    return _Sums(inside, to_t, tail[..., None, :, :] + jnp.repeat(between, c, axis=-2))
 
 
 def _direct(inside, mask_b):
@@ -70,8 +79,8 @@ def intra(s, e, v, lk, ld, pair):
     earlier = jnp.arange(C)[None, :] < (jnp.arange(n) * c)[:, None]  # [n, C]: j before block p
     earlier = earlier.reshape((1,) * (pair.ndim - 2) + earlier.shape)
     s_b, e_b, v_b = _blocks(s, n, c), _blocks(e, n, c), _blocks(v, n, c)
-    Sk = None if lk is None else _Sums(lk, n, c)
-    Sd = None if ld is None else _Sums(ld, n, c)
+    Sk = None if lk is None else _sums(lk, n, c)
+    Sd = None if ld is None else _sums(ld, n, c)
 
     # Inside the blocks.
     if Sk is None:
