@@ -4,7 +4,7 @@ Every intra path (`chunk_math`, `intra_exact`) computes y_t = Σ_{j≤t} P(t, j)
 terms whose decay is exp(G_t - G_j) with G the chunk's cumulative log-decay: the pair (t, j)
 depends on the per-step log-decay l_u exactly for j < u ≤ t. So
 
-    ∂L/∂l_u = Σ_{t≥u} Σ_{j<u} P̄(t, j) = Σ_{v<u} (K_v - Q_v),
+    ∂L/∂l_u = Σ_{t≥u} Σ_{j<u} P̄(t, j) = Σ_{v≥u} (Q_v - K_v),
 
 with P̄ the pair's share of the loss, K_v = Σ_{t>v} P̄(t, v) its key side and Q_v =
 Σ_{j<v} P̄(v, j) its query side. For the K axis K = e ⊙ ∂e and Q = s ⊙ ∂s of the term restricted
@@ -13,7 +13,8 @@ instead sends a pair's share to G_t with a plus and to G_j with a minus and sums
 reverse cumulative sum: the diagonal pairs (t, t), the largest under strong decays, cancel there
 in exact arithmetic only and leave a float32 residue of the size of the whole term, a one-signed
 bias of the decay gradient. Here the diagonal never enters the decay gradient, and the gradients
-of s, e and i add it back in closed form.
+of s, e and i add it back in closed form. The sum runs from the chunk's end down to u, so a pair
+(t, j) enters no l_u with u > t even by rounding: the gradient stays exactly causal.
 
 The paths take the per-step log-decays and form every exponent they need as a sum over the steps
 it spans (never as a difference of two cumulative sums, which under strong decays loses
@@ -31,10 +32,9 @@ import jax.numpy as jnp
 from lcsm_jax.eos import log_sums
 
 
-def _exclusive_cumsum(a):
-    """Σ_{v<u} a_v along the chunk axis (-2)."""
-    c = log_sums.cumsum(a)  # a cotangent: no phase wrapping
-    return jnp.concatenate([jnp.zeros_like(c[..., :1, :]), c[..., :-1, :]], axis=-2)
+def _suffix_sum(a):
+    """Σ_{v≥u} a_v along the chunk axis (-2)."""
+    return jnp.flip(log_sums.cumsum(jnp.flip(a, -2)), -2)  # a cotangent: no phase wrapping
 
 
 def _unbroadcast(g, shape):
@@ -80,11 +80,11 @@ def _intra_bwd(fn, res, dy):
     ds, de, di = vjp(dy)  # pairs j < t only
     dlk = dld = None
     if shapes[3] is not None:  # K axis: key side e ⊙ ∂e, query side s ⊙ ∂s
-        dlk = _exclusive_cumsum(ec * de - sc * ds)
+        dlk = _suffix_sum(sc * ds - ec * de)
         dlk = _unbroadcast(jnp.sum(dlk, axis=-1, keepdims=True) if shapes[3][0][-1] == 1 else dlk,
                            shapes[3][0])  # fmt: skip
     if shapes[4] is not None:  # D axis: key side i ⊙ ∂i, query side ∂y ⊙ y
-        dld = _exclusive_cumsum(ic * di - dy * y_strict)
+        dld = _suffix_sum(dy * y_strict - ic * di)
         dld = _unbroadcast(jnp.sum(dld, axis=-1, keepdims=True) if shapes[4][0][-1] == 1 else dld,
                            shapes[4][0])  # fmt: skip
     # The diagonal pairs (t, t): y_t += (s_t · e_t) i_t, with no decay.

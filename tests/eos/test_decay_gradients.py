@@ -148,7 +148,7 @@ def test_chunked_decay_gradients_on_every_path(path, axes):
 
 
 @pytest.mark.parametrize("theta", [0.5, np.pi, 2 * np.pi], ids=["0.5", "pi", "2pi"])
-@pytest.mark.parametrize("backend", ["chunked", "reference"])
+@pytest.mark.parametrize("backend", ["chunked", pytest.param("reference", marks=pytest.mark.slow)])
 def test_rotations_with_large_phase_per_step(backend, theta):
     """Complex decays turning by up to 2π per step: the chunked backend's phase sums (fixed point,
     `log_sums.exact_phase`) keep it as accurate as the sequential reference, outputs, state and
