@@ -12,7 +12,9 @@ by cumulative products. When some chunk's decays are too strong for that (|G - G
 SAFE_EXPONENT somewhere), the call factors each half chunk about its own middle step instead
 ("halves": decays of about -1 per step), and if that is not exact either it takes an exact path,
 so the result is exact for any decay: the sub-block path of `intra_exact` (every factor ≤ 1), or
-for scalar decays the C×C decay matrix exp(G_t - G_j) formed directly.
+for scalar decays the C×C decay matrix exp(G_t - G_j) formed directly. Every exponent is a sum
+over the steps it spans (`log_sums`), and the intra-chunk decay gradient comes from the pair
+identity of `intra_vjp`, so neither cancels in float32 under strong decays.
 
 Speed. Each loop step reads its chunk straight from the [B,T,H,X] arrays and writes its outputs
 back in place, so every operation works on one chunk's arrays (cache-sized) and nothing of size

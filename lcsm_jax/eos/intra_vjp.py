@@ -48,10 +48,6 @@ def _strict(pair):
     return pair & ~jnp.eye(C, dtype=bool).reshape((1,) * (pair.ndim - 2) + (C, C))
 
 
-def _cast(a, dtype):
-    return a if a.dtype == dtype else a.astype(dtype)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def intra(fn, s, e, i, lk, ld, pair):
     """fn(s, e, i, lk, ld, pair): the intra-chunk outputs [..., C, D], with `lk`/`ld`
@@ -63,7 +59,7 @@ def _intra_fwd(fn, s, e, i, lk, ld, pair):
     # Complex decays: s, e, i enter as complex so that their cotangents keep the imaginary part
     # the decay gradient needs (the real inputs get the real part back).
     dtype = jnp.result_type(s, e, i, *(g for g in (lk, ld) if g is not None))
-    sc, ec, ic = (_cast(a, dtype) for a in (s, e, i))
+    sc, ec, ic = (a.astype(dtype) for a in (s, e, i))
     y_strict, vjp = jax.vjp(lambda s, e, i: fn(s, e, i, lk, ld, _strict(pair)), sc, ec, ic)
     diag = jnp.diagonal(pair, axis1=-2, axis2=-1)[..., None]  # [..., C, 1]: (t, t) counted
     se = jnp.where(diag, jnp.sum(sc * ec, axis=-1, keepdims=True), 0)
@@ -76,17 +72,12 @@ def _intra_bwd(fn, res, dy):
     del fn
     sc, ec, ic, y_strict, se, diag, vjp, primals = res
     shapes = tuple(None if a is None else (a.shape, a.dtype) for a in primals)
-    dy = _cast(dy, y_strict.dtype)
+    dy = dy.astype(y_strict.dtype)
     ds, de, di = vjp(dy)  # pairs j < t only
-    dlk = dld = None
-    if shapes[3] is not None:  # K axis: key side e ⊙ ∂e, query side s ⊙ ∂s
-        dlk = _suffix_sum(sc * ds - ec * de)
-        dlk = _unbroadcast(jnp.sum(dlk, axis=-1, keepdims=True) if shapes[3][0][-1] == 1 else dlk,
-                           shapes[3][0])  # fmt: skip
-    if shapes[4] is not None:  # D axis: key side i ⊙ ∂i, query side ∂y ⊙ y
-        dld = _suffix_sum(dy * y_strict - ic * di)
-        dld = _unbroadcast(jnp.sum(dld, axis=-1, keepdims=True) if shapes[4][0][-1] == 1 else dld,
-                           shapes[4][0])  # fmt: skip
+    # K axis: query side s ⊙ ∂s, key side e ⊙ ∂e; D axis: query side ∂y ⊙ y, key side i ⊙ ∂i.
+    # `back` below sums them to the decays' shapes (a scalar decay: over K as well).
+    dlk = None if shapes[3] is None else _suffix_sum(sc * ds - ec * de)
+    dld = None if shapes[4] is None else _suffix_sum(dy * y_strict - ic * di)
     # The diagonal pairs (t, t): y_t += (s_t · e_t) i_t, with no decay.
     dyi = jnp.where(diag, jnp.sum(dy * ic, axis=-1, keepdims=True), 0)
     ds, de, di = ds + dyi * ec, de + dyi * sc, di + se * dy
