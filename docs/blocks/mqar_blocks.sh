@@ -12,6 +12,7 @@
 # resumes from its checkpoint when the directory survived). At the end it writes the tables
 # docs/blocks/mqar.md and mqar_delta.md (and .png) from the finished cells.
 #   WORKERS=1 docs/blocks/mqar_blocks.sh   # one worker, both cores
+#   DEADLINE=14:20 docs/blocks/mqar_blocks.sh   # claims no cell after 14:20 (a session's end)
 #   docs/blocks/mqar_blocks.sh report      # only the tables, from the cells finished so far
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,13 +24,11 @@ LRS=(3e-3 1e-2)
 DELTA=(deltanet gated_deltanet gla mamba2)
 REST=(gla_core hgrn2 mamba retnet linear_attention rwkv4 rwkv6 lru s5)
 
-jobs() {  # one line per cell: model slice lr
-  for slice in 64:4 128:8 256:16; do
-    for m in "${DELTA[@]}"; do for lr in "${LRS[@]}"; do echo "$m $slice $lr"; done; done
-  done
+jobs() {  # one line per cell: model slice lr, the short slices first
   for slice in 64:4 128:8; do
-    for m in "${REST[@]}"; do for lr in "${LRS[@]}"; do echo "$m $slice $lr"; done; done
+    for m in "${DELTA[@]}" "${REST[@]}"; do for lr in "${LRS[@]}"; do echo "$m $slice $lr"; done; done
   done
+  for m in "${DELTA[@]}"; do for lr in "${LRS[@]}"; do echo "$m 256:16 $lr"; done; done
 }
 
 config_for() {  # HGRN2's default expand_ratio (128) does not divide d_model 64: 16 gives 4 heads.
@@ -45,6 +44,9 @@ cell() {  # trains one cell (skipped by sweep.py when its summary.json exists)
 
 worker() {  # claims cells with an atomic mkdir; $1 = the core it is pinned to
   jobs | while read -r m slice lr; do
+    if [ -n "${DEADLINE:-}" ] && [ "$(date +%s)" -ge "$(date -d "$DEADLINE" +%s)" ]; then
+      echo "worker $1: past DEADLINE $DEADLINE, claims nothing more"; break
+    fi
     mkdir "$LOCKS/$m-$slice-$lr" 2>/dev/null || continue
     echo "$(date -u +%H:%M) worker $1: $m $slice lr $lr"
     local pin=()

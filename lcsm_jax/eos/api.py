@@ -13,7 +13,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.eos import associative, chunked, dispatch, inputs, pallas, reference
+from lcsm_jax.eos import associative, chunked, dispatch, inputs, pallas, reference, sequence
 
 _BACKENDS = {
     "reference": reference.scan,
@@ -61,6 +61,7 @@ def eos_scan(
     segment_ids=None,
     backend: str = "auto",
     chunk_size: int | None = None,
+    sequence_axis=None,
 ):
     """Runs the EOS recurrence ``m_t = o_t ⊙ m_{t-1} + e_t i_tᵀ``, ``y_t = m_tᵀ s_t`` over time.
 
@@ -85,6 +86,12 @@ def eos_scan(
       chunk_size: chunk length of the chunked backend (default 64, or with "auto" the measured
         best), or the time block of the pallas backend (default 16 for its chunked kernel and
         on TPU, 64 for its GPU scan).
+      sequence_axis: None, or the name of a mesh axis over which T is split, when called inside
+        ``jax.shard_map`` (each device passes its block of e, i, log_o, s and segment_ids, and
+        the same initial_state). The result is then exactly the unsplit call's: y for the local
+        block and the global final state on every device, with gradients across devices. One
+        all-gather of the blocks' K×D summaries crosses the axis (`sequence.py` says how and
+        why); each device scans its block twice.
 
     Returns:
       ``(y, final_state)``: y [B, T, H, D] in the dtype of ``i``; final_state [B, H, K, D] in
@@ -111,6 +118,9 @@ def eos_scan(
         # One token is one step in every backend; the reference takes it without a loop, and
         # every backend name shares one compiled program.
         name, chunk_size = "reference", None
+    if sequence_axis is not None:
+        run = lambda p: _run(p, name, chunk_size)  # noqa: E731
+        return sequence.split_eos(problem, run, sequence_axis, segment_ids)
     return _run(problem, name, chunk_size)
 
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from lcsm_jax.eos import reference
 from lcsm_jax.eos.chunk_math import SAFE_EXPONENT, chunk, opt
-from lcsm_jax.eos.inputs import FULL, Problem
+from lcsm_jax.eos.inputs import FULL, Problem, vary_like
 
 DEFAULT_CHUNK = 64
 
@@ -90,7 +90,7 @@ def _forward(xs: Arrays, run, m0, C: int, intra: str):
         m_next, y_n = chunk(m, _chunk_inputs(xs, run, n, C), intra)
         return (m_next, _put(y, n, C, y_n)), m
 
-    y0 = jnp.zeros((B, Tp, H, xs.i.shape[-1]), xs.i.dtype)
+    y0 = vary_like(jnp.zeros((B, Tp, H, xs.i.shape[-1]), xs.i.dtype), m0, run, *xs)
     (m_last, y), m_in = jax.lax.scan(step, (m0, y0), jnp.arange(Tp // C))
     return y, m_last, m_in
 
@@ -108,7 +108,8 @@ def _backward(xs: Arrays, run, m_in, dy, dm_last, C: int, intra: str):
         dm_prev, d = vjp((dm, _time_slice(dy, n, C)))
         return (dm_prev, {name: _put(g, n, C, d[name]) for name, g in grads.items()}), None
 
-    grads = {name: jnp.zeros_like(a) for name, a in xs._asdict().items() if a is not None}
+    refs = (m_in, run, dy, dm_last, *xs)
+    grads = {name: vary_like(jnp.zeros_like(a), *refs) for name, a in xs._asdict().items() if a is not None}
     n = jnp.arange(xs.e.shape[1] // C)
     (dm0, grads), _ = jax.lax.scan(step, (dm_last, grads), (n, m_in), reverse=True)
     return Arrays(**{name: grads.get(name) for name in Arrays._fields}), dm0

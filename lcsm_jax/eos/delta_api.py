@@ -16,7 +16,7 @@ import functools
 
 import jax
 
-from lcsm_jax.eos import delta_chunked, delta_reference
+from lcsm_jax.eos import delta_chunked, delta_reference, sequence
 from lcsm_jax.eos.delta_inputs import DeltaProblem, delta_problem
 
 _BACKENDS = {"reference": delta_reference.scan, "chunked": delta_chunked.scan}
@@ -37,6 +37,7 @@ def delta_scan(
     return_segment_states=False,
     backend="auto",
     chunk_size=None,
+    sequence_axis=None,
 ):
     """Runs the (gated) delta rule over time.
 
@@ -56,6 +57,10 @@ def delta_scan(
       backend: "reference" (sequential), "chunked" (the WY form over chunks of `chunk_size`,
         default 16, or 8 with a per-key gate, with a rematerialised backward pass) or "auto"
         (chunked for T > 1).
+      sequence_axis: None, or the mesh axis T is split over inside ``jax.shard_map`` (as in
+        `eos_scan`): o for the local block and the global final state, exactly; the K×K block
+        transitions and K×V block states cross the axis in one all-gather. Not with
+        per-segment states.
 
     Returns:
       ``(o, final_state)`` or, with return_segment_states, ``(o, final_state, segment_states)``:
@@ -76,6 +81,16 @@ def delta_scan(
         backend = "chunked" if p.q.shape[1] > 1 else "reference"
     arrays = p._replace(per_segment=None, num_segments=None, out_dtype=None)
     static = (p.per_segment, p.num_segments, p.out_dtype)
+    if sequence_axis is not None:
+        if return_segment_states:
+            raise ValueError("delta_scan: return_segment_states is not supported with sequence_axis")
+
+        def run(q):
+            arr = q._replace(per_segment=None, num_segments=None, out_dtype=None)
+            o, S, _ = _run(arr, static, backend, chunk_size, False)
+            return o, S
+
+        return sequence.split_delta(p, run, sequence_axis, segment_ids)
     o, S, finals = _run(arrays, static, backend, chunk_size, bool(return_segment_states))
     return (o, S, finals) if return_segment_states else (o, S)
 

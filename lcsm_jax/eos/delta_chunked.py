@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from lcsm_jax.eos.delta_inputs import DeltaProblem, ends
+from lcsm_jax.eos.inputs import vary_like
 
 PRECISION = jax.lax.Precision.HIGHEST
 # Measured on the 2-core CPU (benchmarks/delta_rule.py, B=4 H=4 K=V=64 T=4096, fwd+bwd): chunk 16
@@ -143,7 +144,9 @@ def scan(p: DeltaProblem, chunk_size=None, return_segment_states: bool = False):
     xs = xs + tuple(_chunks(x, n, C) for x in (starts, seg, end))
     dt = p.q.dtype
     S0 = p.h0 if (p.h0 is not None and not p.per_segment) else jnp.zeros((B, H, K, V), dt)
+    S0 = vary_like(S0, p.q, p.k, p.v, p.beta, p.g, p.starts)
     finals = jnp.zeros((p.num_segments, H, K, V), dt) if return_segment_states else None
+    finals = None if finals is None else vary_like(finals, S0, p.h0)
     (S, finals), o = jax.lax.scan(_chunk_step(p, return_segment_states), (S0, finals), xs)
     o = jnp.moveaxis(o, 0, 1)  # [B, n, H, C, V]
     o = jnp.swapaxes(o, 2, 3).reshape(B, n * C, H, V)[:, :T]

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from lcsm_jax.eos.delta_inputs import DeltaProblem, ends
+from lcsm_jax.eos.inputs import vary_like
 
 PRECISION = jax.lax.Precision.HIGHEST
 
@@ -36,9 +37,11 @@ def scan(p: DeltaProblem, chunk_size=None, return_segment_states: bool = False):
     dt = p.q.dtype
     zeros = jnp.zeros((B, H, K, V), dt)
     S0 = p.h0 if (p.h0 is not None and not p.per_segment) else zeros
+    S0 = vary_like(S0, p.q, p.k, p.v, p.beta, p.g, p.starts)
     # Without per-segment states the first segment keeps the initial state (no reset at t = 0).
     resets = p.starts if p.per_segment else p.starts.at[:, 0].set(False)
     finals = jnp.zeros((p.num_segments, H, K, V), dt) if return_segment_states else None
+    finals = None if finals is None else vary_like(finals, S0, p.h0)
 
     def body(carry, xs):
         S, finals = carry

@@ -225,6 +225,24 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
     )
 
 
+def _varying_axes(x) -> frozenset:
+    manual = getattr(jax.typeof(x), "manual_axis_type", None)
+    return frozenset(getattr(manual, "varying", ()))
+
+
+def vary_like(x, *refs):
+    """`x` typed as varying over every mesh axis any of `refs` varies over.
+
+    Inside `jax.shard_map` a value built from constants (a zero memory, an output buffer, a
+    gradient accumulator) or passed replicated is invariant, while the values a scan computes
+    from sharded inputs vary; a scan carry must have one type throughout. Outside shard_map (or
+    where nothing varies) this returns `x` unchanged.
+    """
+    axes = frozenset().union(*(_varying_axes(r) for r in refs if r is not None))
+    missing = tuple(sorted(axes - _varying_axes(x)))
+    return jax.lax.pcast(x, missing, to="varying") if missing else x
+
+
 def segment_resets(segment_ids, B: int, T: int) -> Array | None:
     """The memory restarts of packed sequences: where a segment id changes.
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.eos.inputs import Problem
+from lcsm_jax.eos.inputs import Problem, vary_like
 
 PRECISION = jax.lax.Precision.HIGHEST
 
@@ -84,7 +84,8 @@ def run_steps(m0_BxHxKxD, steps: Step):
 def initial_memory(p: Problem):
     B, _, H, K = p.e.shape
     D = p.i.shape[-1]
-    return p.m0 if p.m0 is not None else jnp.zeros((B, H, K, D), p.e.dtype)
+    m0 = p.m0 if p.m0 is not None else jnp.zeros((B, H, K, D), p.e.dtype)
+    return vary_like(m0, p.e, p.i, p.s, p.lk, p.ld, p.lo, p.reset)
 
 
 def scan(p: Problem, chunk_size: int | None = None):
