@@ -109,7 +109,11 @@ def _backward(xs: Arrays, run, m_in, dy, dm_last, C: int, intra: str):
         return (dm_prev, {name: _put(g, n, C, d[name]) for name, g in grads.items()}), None
 
     refs = (m_in, run, dy, dm_last, *xs)
-    grads = {name: vary_like(jnp.zeros_like(a), *refs) for name, a in xs._asdict().items() if a is not None}
+    grads = {
+        name: vary_like(jnp.zeros_like(a), *refs)
+        for name, a in xs._asdict().items()
+        if a is not None
+    }
     n = jnp.arange(xs.e.shape[1] // C)
     (dm0, grads), _ = jax.lax.scan(step, (dm_last, grads), (n, m_in), reverse=True)
     return Arrays(**{name: grads.get(name) for name in Arrays._fields}), dm0

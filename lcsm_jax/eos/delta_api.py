@@ -83,7 +83,9 @@ def delta_scan(
     static = (p.per_segment, p.num_segments, p.out_dtype)
     if sequence_axis is not None:
         if return_segment_states:
-            raise ValueError("delta_scan: return_segment_states is not supported with sequence_axis")
+            raise ValueError(
+                "delta_scan: return_segment_states is not supported with sequence_axis"
+            )
 
         def run(q):
             arr = q._replace(per_segment=None, num_segments=None, out_dtype=None)

@@ -18,7 +18,7 @@ import math
 from importlib import resources
 
 from lcsm_jax.eos import chunked
-from lcsm_jax.eos.inputs import Problem
+from lcsm_jax.eos.inputs import Problem, varying_axes
 
 TABLE_DIR = "tables"
 # Backends a table may name; "auto" is resolved, never stored.
@@ -104,4 +104,13 @@ def choose(p: Problem, platform: str) -> Choice:
     # An entry holds only backends that support its class; the check guards a hand-edited table.
     if entry is None or (entry["backend"] == "chunked" and chunked.unsupported_reason(p)):
         return _rules(p, platform)
+    if entry["backend"] == "pallas" and in_shard_map(p):
+        rule = _rules(p, platform)
+        why = "inside jax.shard_map the Pallas kernels' outputs carry no mesh-axis types"
+        return Choice(rule.backend, None, f"{why}; {rule.reason}")
     return Choice(entry["backend"], entry.get("chunk_size"), _describe(entry, where))
+
+
+def in_shard_map(p: Problem) -> bool:
+    """True when an input of `p` varies over a mesh axis (so the call is inside shard_map)."""
+    return any(varying_axes(x) for x in (p.e, p.i, p.s, p.lk, p.ld, p.lo, p.m0) if x is not None)

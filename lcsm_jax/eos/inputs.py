@@ -225,7 +225,8 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
     )
 
 
-def _varying_axes(x) -> frozenset:
+def varying_axes(x) -> frozenset:
+    """The mesh axes `x` varies over inside `jax.shard_map` (empty outside it)."""
     manual = getattr(jax.typeof(x), "manual_axis_type", None)
     return frozenset(getattr(manual, "varying", ()))
 
@@ -238,8 +239,8 @@ def vary_like(x, *refs):
     from sharded inputs vary; a scan carry must have one type throughout. Outside shard_map (or
     where nothing varies) this returns `x` unchanged.
     """
-    axes = frozenset().union(*(_varying_axes(r) for r in refs if r is not None))
-    missing = tuple(sorted(axes - _varying_axes(x)))
+    axes = frozenset().union(*(varying_axes(r) for r in refs if r is not None))
+    missing = tuple(sorted(axes - varying_axes(x)))
     return jax.lax.pcast(x, missing, to="varying") if missing else x
 
 

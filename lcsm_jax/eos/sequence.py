@@ -111,7 +111,7 @@ def split_eos(problem, run, axis_name, segment_ids):
     restart = cut_restarts(segment_ids, axis_name, size, index)
     _, b = run(dataclasses.replace(problem, m0=None))
     A = block_decay(problem, restart)
-    m0 = problem.m0 if problem.m0 is not None else jnp.zeros_like(b)
+    m0 = problem.m0 if problem.m0 is not None else jnp.zeros(b.shape, b.dtype)
     m_in, final = entering_and_final(A, jnp.multiply, b, m0.astype(b.dtype), axis_name, index)
     if restart is not None:
         m_in = jnp.where(restart[:, None, None, None], jnp.zeros_like(m_in), m_in)
@@ -138,7 +138,7 @@ def split_delta(problem, run, axis_name, segment_ids):
     apply = lambda M_j, S: jnp.einsum(  # noqa: E731
         "bhkj,bhjv->bhkv", M_j, S, precision=jax.lax.Precision.HIGHEST
     )
-    S0 = problem.h0 if problem.h0 is not None else jnp.zeros_like(b)
+    S0 = problem.h0 if problem.h0 is not None else jnp.zeros(b.shape, b.dtype)
     S_in, final = entering_and_final(M, apply, b, S0.astype(b.dtype), axis_name, index)
     if restart is not None:
         S_in = jnp.where(restart[:, None, None, None], jnp.zeros_like(S_in), S_in)
