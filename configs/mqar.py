@@ -41,6 +41,7 @@ ALIASES = {
     "steps": "train.num_steps",
     "seed": "seed",
     "fsdp": "mesh.fsdp",
+    "mesh_seq": "mesh.seq",
     "conv": "model.short_conv",
     "target": "train.early_stop.target",
 }
@@ -98,4 +99,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict()
     c.mesh.fsdp = 1
     c.mesh.num_devices = 0  # 0: every device of every host
+    c.mesh.seq = 1  # sequence parallelism: T split over this many devices
     return overrides.apply(c, arg, ALIASES)

@@ -94,6 +94,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict()
     c.mesh.fsdp = 1
     c.mesh.num_devices = 0
+    c.mesh.seq = 1  # sequence parallelism: T split over this many devices
     c = overrides.apply(c, arg, ALIASES)
     if not c.train.batch_size:
         c.train.batch_size = BATCH.get(c.data.name, 8)

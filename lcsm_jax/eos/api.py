@@ -91,7 +91,8 @@ def eos_scan(
         the same initial_state). The result is then exactly the unsplit call's: y for the local
         block and the global final state on every device, with gradients across devices. One
         all-gather of the blocks' K×D summaries crosses the axis (`sequence.py` says how and
-        why); each device scans its block twice.
+        why); each device scans its block twice. Inside ``eos.sequence_parallel(mesh, axis)``
+        a call outside shard_map wraps itself in one (models need no change).
 
     Returns:
       ``(y, final_state)``: y [B, T, H, D] in the dtype of ``i``; final_state [B, H, K, D] in
@@ -109,6 +110,17 @@ def eos_scan(
     ):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
+    context = sequence.current()
+    if sequence_axis is None and context is not None and not dispatch.in_shard_map(problem):
+
+        def split(e, i, log_o, s, segment_ids, initial_state, sequence_axis):
+            return eos_scan(
+                e, i, log_o, s, initial_state=initial_state, segment_ids=segment_ids,
+                backend=backend, chunk_size=chunk_size, sequence_axis=sequence_axis,
+            )  # fmt: skip
+
+        timed = (e, i, log_o, s, segment_ids)
+        return sequence.wrapped(split, context, timed, (initial_state,), "eos_scan")
     if backend == "auto":  # the measured backend, and its chunk size unless one is given
         choice = dispatch.choose(problem, jax.default_backend())
         name, chunk_size = choice.backend, chunk_size or choice.chunk_size

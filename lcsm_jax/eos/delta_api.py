@@ -77,6 +77,20 @@ def delta_scan(
     p = delta_problem(
         q, k, v, beta, log_alpha, initial_state, segment_ids, segment_initial_states, num_segments
     )
+    context = sequence.current()
+    if sequence_axis is None and context is not None and not sequence.varies(p.q, p.k, p.v):
+        if segment_initial_states is not None or num_segments is not None:
+            raise ValueError("delta_scan: sequence parallelism does not support per-segment states")
+
+        def split(q, k, v, beta, log_alpha, segment_ids, initial_state, sequence_axis):
+            return delta_scan(
+                q, k, v, beta, log_alpha, initial_state=initial_state, segment_ids=segment_ids,
+                return_segment_states=return_segment_states, backend=backend,
+                chunk_size=chunk_size, sequence_axis=sequence_axis,
+            )  # fmt: skip
+
+        timed = (q, k, v, beta, log_alpha, segment_ids)
+        return sequence.wrapped(split, context, timed, (initial_state,), "delta_scan")
     if backend == "auto":
         backend = "chunked" if p.q.shape[1] > 1 else "reference"
     arrays = p._replace(per_segment=None, num_segments=None, out_dtype=None)

@@ -24,17 +24,28 @@ same O(P·K·D) size, after which each device does its own O(P) fold locally. Th
 scans (three for the delta rule) instead of one, for P-fold less time and activation memory per
 device. Gradients need nothing special: the collectives are differentiable, so the memories'
 cotangents travel back across devices through the transposed all-gather.
+
+Models need no change to use it: inside `sequence_parallel(mesh, axis, batch_axes)` (which the
+training loop enters when its mesh has a `seq` axis), every `eos_scan` / `delta_scan` traced
+outside a shard_map wraps itself in one, T split over `axis` and B over `batch_axes`. The
+token-mixing pieces around the scans (projections, short convolutions, norms) stay under XLA's
+SPMD partitioner, which exchanges the halo a convolution needs across the cut by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 from lcsm_jax.eos import log_sums
-from lcsm_jax.eos.inputs import vary_like
+from lcsm_jax.eos.inputs import vary_like, varying_axes
 
 
 def axis_position(axis_name):
@@ -144,3 +155,87 @@ def split_delta(problem, run, axis_name, segment_ids):
         S_in = jnp.where(restart[:, None, None, None], jnp.zeros_like(S_in), S_in)
     o, _ = run(problem._replace(h0=S_in))
     return o, final
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceMesh:
+    mesh: Any
+    axis: str
+    batch_axes: tuple[str, ...]
+
+
+_CONTEXT: contextvars.ContextVar[SequenceMesh | None] = contextvars.ContextVar(
+    "lcsm_sequence_parallel", default=None
+)
+
+
+@contextlib.contextmanager
+def sequence_parallel(mesh, axis: str = "seq", batch_axes=()):
+    """Within this context, every `eos_scan` and `delta_scan` traced outside a shard_map splits
+    T over the mesh axis `axis` (and B over `batch_axes`) by wrapping itself in `jax.shard_map`.
+    A mesh whose `axis` has size 1 changes nothing."""
+    if axis not in mesh.shape:
+        raise ValueError(f"sequence_parallel: the mesh has no axis {axis!r} ({dict(mesh.shape)})")
+    active = SequenceMesh(mesh, axis, tuple(batch_axes)) if mesh.shape[axis] > 1 else None
+    token = _CONTEXT.set(active)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def current() -> SequenceMesh | None:
+    return _CONTEXT.get()
+
+
+def varies(*xs) -> bool:
+    """True inside a shard_map: some input varies over a mesh axis."""
+    return any(varying_axes(x) for x in xs if x is not None)
+
+
+def _spec(x, ctx: SequenceMesh, timed: bool):
+    """Batch dims over the batch axes, the time axis (1) over the sequence axis; size-1
+    (broadcast) dims replicated. A `Decay` gets one spec per factor."""
+    if x is None or isinstance(x, int | float):
+        return None
+    if hasattr(x, "k") and hasattr(x, "d"):  # a Decay
+        return type(x)(k=_spec(x.k, ctx, timed), d=_spec(x.d, ctx, timed))
+    shape = jnp.shape(x)
+    batch = ctx.batch_axes if (ctx.batch_axes and shape and shape[0] > 1) else None
+    if timed and len(shape) > 1 and shape[1] > 1:
+        return P(batch, ctx.axis)
+    return P(batch)
+
+
+def wrapped(fn, ctx: SequenceMesh, timed, state, what: str):
+    """Runs `fn(*timed, *state, sequence_axis=...)` under shard_map over `ctx` and returns
+    (outputs over T, final state): timed inputs are [B, T, ...] (or broadcast), state [B, ...]."""
+    sizes = ctx.mesh.shape
+    n_seq = sizes[ctx.axis]
+    n_batch = math.prod(sizes[a] for a in ctx.batch_axes)
+    B, T = jnp.shape(timed[0])[:2]
+    if T % n_seq:
+        raise ValueError(
+            f"{what}: sequence parallelism needs T divisible by the {ctx.axis!r} axis: T={T}, "
+            f"{ctx.axis}={n_seq}"
+        )
+    if B % n_batch:
+        raise ValueError(f"{what}: B={B} does not split over the batch axes {ctx.batch_axes}")
+    literal = [isinstance(x, int | float) or x is None for x in (*timed, *state)]
+    args = [x for x, lit in zip((*timed, *state), literal, strict=True) if not lit]
+    specs = [_spec(x, ctx, True) for x in timed] + [_spec(x, ctx, False) for x in state]
+    specs = [sp for sp, lit in zip(specs, literal, strict=True) if not lit]
+
+    def body(*arrays):
+        it = iter(arrays)
+        full = [x if lit else next(it) for x, lit in zip((*timed, *state), literal, strict=True)]
+        return fn(*full, sequence_axis=ctx.axis)
+
+    batch = ctx.batch_axes or None
+    mapped = jax.shard_map(
+        body,
+        mesh=ctx.mesh,
+        in_specs=tuple(specs),
+        out_specs=(P(batch, ctx.axis), P(batch)),
+    )
+    return mapped(*args)

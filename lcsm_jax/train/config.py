@@ -69,6 +69,7 @@ class TrainConfig:
 class MeshConfig:
     fsdp: int = 1
     num_devices: int = 0  # 0: every device of every host
+    seq: int = 1  # sequence parallelism: T split over this many devices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +88,13 @@ class Experiment:
     seed: int = 0
 
     def fingerprint(self) -> str:
-        """The experiment as JSON, stored in checkpoints to refuse resuming a different one."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=_json)
+        """The experiment as JSON, stored in checkpoints to refuse resuming a different one.
+
+        The mesh is left out: a checkpoint holds the global arrays, so a run may continue on
+        another mesh (say one written with mesh.seq = 4 on one device) and computes the same."""
+        fields = dataclasses.asdict(self)
+        del fields["mesh"]
+        return json.dumps(fields, sort_keys=True, default=_json)
 
 
 def _json(value: Any) -> str:

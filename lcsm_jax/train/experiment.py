@@ -166,6 +166,10 @@ def translate(config) -> Experiment:
         model=model,
         optim=_optim(config),
         train=_train(config, dropout),
-        mesh=MeshConfig(fsdp=config.mesh.fsdp, num_devices=config.mesh.get("num_devices", 0)),
+        mesh=MeshConfig(
+            fsdp=config.mesh.fsdp,
+            num_devices=config.mesh.get("num_devices", 0),
+            seq=config.mesh.get("seq", 1),
+        ),
         seed=config.seed,
     )

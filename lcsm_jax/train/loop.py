@@ -63,8 +63,8 @@ class Run:
         self.task = tasks.make(exp)
         self.data = self.task.data
         self.params = ModelParams(lambda: self.task.make_model(nnx.Rngs(exp.seed)))
-        self.mesh = sharding.make_mesh(exp.mesh.fsdp, exp.mesh.num_devices)
-        n = self.mesh.devices.size
+        self.mesh = sharding.make_mesh(exp.mesh.fsdp, exp.mesh.num_devices, exp.mesh.seq)
+        n = sharding.batch_devices(self.mesh)
         if exp.train.batch_size % n:
             raise ValueError(f"train.batch_size={exp.train.batch_size} must split over {n} devices")
         self.params_shardings = sharding.tree_shardings(self.params.abstract, self.mesh)

@@ -126,9 +126,7 @@ def make_train_step(
             metrics["lr"] = schedule(state["step"])
         return new, metrics
 
-    return jax.jit(
-        train_step,
-        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
-        out_shardings=(state_shardings, sharding.replicated(mesh)),
+    return sharding.jit_batch_step(
+        train_step, mesh, state_shardings, (state_shardings, sharding.replicated(mesh)),
         donate_argnums=0,
-    )
+    )  # fmt: skip

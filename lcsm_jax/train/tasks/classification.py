@@ -68,10 +68,11 @@ class ClassificationEvaluator:
             },
         )
         self.metric_names = (self.name, *shapes)
-        self._step = jax.jit(
+        self._step = sharding.jit_batch_step(
             lambda p, batch: _sums(params.model(p), batch),
-            in_shardings=(params_shardings, sharding.batch_sharding(mesh)),
-            out_shardings=sharding.replicated(mesh),
+            mesh,
+            params_shardings,
+            sharding.replicated(mesh),
         )
 
     def _arrays(self, split: str):

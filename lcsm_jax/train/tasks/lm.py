@@ -66,10 +66,8 @@ class LMEvaluator:
             sums["bytes"] = jnp.sum(jnp.where(mask, token_bytes[labels], 0))
             return sums
 
-        self._step = jax.jit(
-            eval_step,
-            in_shardings=(params_shardings, sharding.batch_sharding(mesh)),
-            out_shardings=sharding.replicated(mesh),
+        self._step = sharding.jit_batch_step(
+            eval_step, mesh, params_shardings, sharding.replicated(mesh)
         )
 
     def windows(self, split: str):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -49,10 +48,8 @@ class MQAREvaluator:
         def eval_step(p, batch):
             return example_accuracy(params.model(p)(batch["inputs"]), batch["labels"])
 
-        self._step = jax.jit(
-            eval_step,
-            in_shardings=(params_shardings, sharding.batch_sharding(mesh)),
-            out_shardings=sharding.replicated(mesh),
+        self._step = sharding.jit_batch_step(
+            eval_step, mesh, params_shardings, sharding.replicated(mesh)
         )
 
     def accuracy(self, p, inputs: np.ndarray, labels: np.ndarray) -> float:
