@@ -79,6 +79,7 @@ def _command(script, workdir, *extra):
     ]
 
 
+@pytest.mark.slow  # 60 s; the MQAR SIGKILL test runs by default
 def test_sigkill_then_restart_reaches_the_same_parameters_and_eval_reports(tmp_path):
     kill_resume_and_compare(lambda workdir: _command("train.py", workdir), tmp_path, steps=30)
     command = _command("eval.py", tmp_path / "killed")
