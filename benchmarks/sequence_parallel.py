@@ -89,7 +89,9 @@ def main():
         f"eos_scan fwd+bwd, K-wise decay, backend={args.backend}, B={args.B} H={args.H} "
         f"K={args.K} D={args.D}, float32; N fake CPU devices sharing this machine's cores"
     )
-    print("| T | devices | T per device | fwd+bwd ms | vs 1 device | MiB per device | vs 1 device |")
+    print(
+        "| T | devices | T per device | fwd+bwd ms | vs 1 device | MiB per device | vs 1 device |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for T in args.T:
         base = None
