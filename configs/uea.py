@@ -30,6 +30,7 @@ from lcsm_jax.train import overrides
 ALIASES = {
     "dataset": "data.name",
     "max_length": "data.max_length",
+    "data_dir": "data.data_dir",
     "model": "model.mixer",
     "hidden": "model.hidden",
     "d_model": "model.hidden",
@@ -57,6 +58,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.name = "BasicMotions"
     c.data.max_length = ml_collections.config_dict.placeholder(int)  # None: full length
+    # A local copy of the UEA/UCR archive for the sets aeon does not ship (EigenWorms, Heartbeat,
+    # ...): data_dir/NAME/NAME_TRAIN.ts and _TEST.ts. Empty: aeon's shipped sets.
+    c.data.data_dir = ""
 
     c.model = ml_collections.ConfigDict()
     c.model.mixer = "lrcssm"

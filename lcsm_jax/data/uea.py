@@ -9,12 +9,20 @@ Variable-length series are right-padded with zeros to the longest series of eith
 change its states, and the classifier averages logits over the masked steps only: padding has no
 effect on the prediction. Channels are standardised with the training split's statistics (over
 real steps only).
+
+The long UEA sets of the LrcSSM paper (EigenWorms, EthanolConcentration, Heartbeat,
+MotorImagery, SelfRegulationSCP1/2) are not in aeon's wheel. Download the UEA archive
+(timeseriesclassification.com, "Multivariate_ts") on a machine with a network and pass its
+folder as `data_dir` (`configs/uea.py:dataset=EigenWorms,data_dir=/data/Multivariate_ts`):
+the splits are read with aeon's `.ts` reader from `data_dir/NAME/NAME_TRAIN.ts` (or
+`data_dir/NAME_TRAIN.ts`) and `_TEST.ts`; nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+from pathlib import Path
 
 import numpy as np
 
@@ -64,7 +72,35 @@ def _aeon_loader():
         ) from err
 
 
-def _raw(name: str, split: str):
+def _local(name: str, split: str, data_dir: str):
+    """A split from a local copy of the UEA/UCR archive, with aeon's `.ts` reader."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"data_dir {str(root)!r} for UEA/UCR dataset {name!r} is not a directory")
+    file = f"{name}_{split.upper()}.ts"
+    candidates = [root / name / file, root / file]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise ValueError(
+            f"UEA/UCR dataset {name!r} ({split}): no {file} in {root} (looked for "
+            f"{' and '.join(str(c) for c in candidates)})"
+        )
+    _aeon_loader()  # the install hint when aeon is missing
+    reader = importlib.import_module("aeon.datasets").load_from_ts_file
+    try:
+        X, y = reader(str(path))
+    except Exception as err:  # aeon raises IOError / ValueError / others for a bad file
+        raise ValueError(f"{path} is not a readable .ts file: {err}") from err
+    if len(X) == 0:  # aeon's reader returns empty arrays for a file it cannot parse
+        raise ValueError(f"{path} holds no series: not a readable .ts file")
+    if y is None or len(y) != len(X):
+        raise ValueError(f"{path} has no class labels for its {len(X)} series")
+    return X, y
+
+
+def _raw(name: str, split: str, data_dir: str | None = None):
+    if data_dir:
+        return _local(name, split, data_dir)
     load = _aeon_loader()
     try:
         # No extract_path: aeon looks in the data shipped with its wheel first and only then
@@ -93,16 +129,18 @@ def _pad(series: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]
     return x, mask
 
 
-def load(name: str, *, max_length: int | None = None) -> Dataset:
+def load(name: str, *, max_length: int | None = None, data_dir: str | None = None) -> Dataset:
     """The train and test splits of `name`, padded, masked and standardised.
 
     max_length truncates longer series (keeping their start); None keeps the full length.
+    data_dir: a local copy of the UEA/UCR archive (see the module docstring); None reads the
+    sets shipped with aeon.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
     if max_length is not None and max_length < 1:
         raise ValueError(f"max_length must be >= 1 or None, got {max_length}")
-    (X_train, y_train), (X_test, y_test) = _raw(name, "train"), _raw(name, "test")
+    (X_train, y_train), (X_test, y_test) = (_raw(name, s, data_dir) for s in ("train", "test"))
     train, test = _series_list(X_train), _series_list(X_test)
     longest = max(s.shape[1] for s in train + test)
     length = longest if max_length is None else min(longest, max_length)

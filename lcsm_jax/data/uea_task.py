@@ -20,6 +20,7 @@ class UEATask:
     name: str = "BasicMotions"
     max_length: int | None = None  # truncate longer series (None: full length)
     seed: int = 0
+    data_dir: str | None = None  # a local copy of the UEA/UCR archive (None: aeon's shipped sets)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -33,7 +34,7 @@ class UEAData:
 
     def __init__(self, task: UEATask, batch_size: int):
         self.task, self.batch_size = task, batch_size
-        self.dataset = uea.load(task.name, max_length=task.max_length)
+        self.dataset = uea.load(task.name, max_length=task.max_length, data_dir=task.data_dir)
         if not 1 <= batch_size <= len(self.dataset.train):
             raise ValueError(
                 f"train.batch_size={batch_size} exceeds the {len(self.dataset.train)} training "

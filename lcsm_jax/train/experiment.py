@@ -60,7 +60,12 @@ def _lm_data(c) -> LMTask:
 
 
 def _uea_data(c) -> UEATask:
-    return UEATask(name=c.data.name, max_length=c.data.get("max_length"), seed=c.seed)
+    return UEATask(
+        name=c.data.name,
+        max_length=c.data.get("max_length"),
+        seed=c.seed,
+        data_dir=c.data.get("data_dir") or None,
+    )
 
 
 def _lm_model(c, vocab_size: int) -> LMConfig:

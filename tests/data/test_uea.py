@@ -2,6 +2,7 @@
 
 import builtins
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,3 +61,67 @@ def test_unknown_dataset_names_the_shipped_ones():
     pytest.importorskip("aeon")
     with pytest.raises(ValueError, match="BasicMotions"):
         uea.load("NoSuchDataset")
+
+
+def _local_copy(root, name: str, rows: int = 6):
+    """A small local copy in the UEA archive's layout: root/NAME/NAME_{TRAIN,TEST}.ts, made from
+    the first series of the shipped BasicMotions and JapaneseVowels (variable length)."""
+    from aeon.datasets import load_classification, save_to_ts_file
+
+    picks = np.arange(rows) * 40  # several classes (the shipped sets are sorted by class)
+    for split in ("train", "test"):
+        X, y = load_classification("JapaneseVowels", split=split)
+        X, y = [X[i] for i in picks], np.asarray(y)[picks]
+        save_to_ts_file(
+            X, y, label_type="classification", path=str(root / name),
+            problem_name=f"{name}_{split.upper()}",
+        )  # fmt: skip
+    train = load_classification("JapaneseVowels", split="train")[0]
+    return [np.asarray(train[i]) for i in picks]
+
+
+def test_a_long_set_loads_from_a_local_copy_of_the_archive(tmp_path):
+    pytest.importorskip("aeon")
+    written = _local_copy(tmp_path, "EigenWorms")
+    data = uea.load("EigenWorms", data_dir=str(tmp_path))
+    assert data.name == "EigenWorms" and len(data.train) == len(data.test) == 6
+    assert data.num_channels == 12 and data.length >= max(x.shape[1] for x in written)
+    lengths = data.train.mask.sum(1)
+    np.testing.assert_array_equal(lengths, [x.shape[1] for x in written])
+    # The values are the written series, standardised with the training split's statistics.
+    real = np.concatenate([x.T for x in written])
+    mean, std = real.mean(0), real.std(0)
+    np.testing.assert_allclose(
+        data.train.x[0, : lengths[0]], (written[0].T - mean) / std, atol=1e-5
+    )
+    # The same files one level up (NAME_TRAIN.ts directly in data_dir) load too.
+    flat = uea.load("EigenWorms", data_dir=str(tmp_path / "EigenWorms"))
+    np.testing.assert_array_equal(flat.train.x, data.train.x)
+
+
+def test_a_local_copy_is_reached_through_the_config(tmp_path):
+    pytest.importorskip("aeon")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "configs"))
+    import uea as uea_config  # configs/uea.py
+
+    from lcsm_jax.data.uea_task import UEAData
+    from lcsm_jax.train import experiment
+
+    _local_copy(tmp_path, "Heartbeat")
+    arg = f"dataset=Heartbeat,data_dir={tmp_path},model=lru,d_model=8,batch=2"
+    exp = experiment.translate(uea_config.get_config(arg))
+    assert exp.data.data_dir == str(tmp_path)
+    data = UEAData(exp.data, exp.train.batch_size)
+    assert data.dataset.name == "Heartbeat" and len(data.dataset.train) == 6
+
+
+def test_local_copy_errors_name_the_problem(tmp_path):
+    pytest.importorskip("aeon")
+    with pytest.raises(ValueError, match="is not a directory"):
+        uea.load("EigenWorms", data_dir=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="no EigenWorms_TRAIN.ts"):
+        uea.load("EigenWorms", data_dir=str(tmp_path))
+    (tmp_path / "EigenWorms").mkdir()
+    (tmp_path / "EigenWorms" / "EigenWorms_TRAIN.ts").write_text("@problemName x\nnot a ts file\n")
+    with pytest.raises(ValueError, match="not a readable .ts file"):
+        uea.load("EigenWorms", data_dir=str(tmp_path))
