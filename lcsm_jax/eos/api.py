@@ -13,15 +13,27 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from lcsm_jax.eos import associative, chunked, dispatch, inputs, pallas, reference, sequence
+from lcsm_jax.eos import (
+    associative,
+    chunked,
+    dispatch,
+    inputs,
+    pallas,
+    recurrent,
+    reference,
+    sequence,
+)
 
 _BACKENDS = {
     "reference": reference.scan,
     "associative": associative.scan,
     "chunked": chunked.scan,
     "pallas": pallas.scan,
+    "recurrent": recurrent.scan,
 }
 BACKENDS = (*_BACKENDS, "auto")
+# Backends that build a product decay's K×D log-decay step by step; the others take it whole.
+_STEPWISE_PRODUCT = ("reference", "recurrent")
 
 
 def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None = None) -> str:
@@ -30,7 +42,7 @@ def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None 
     "auto" looks the problem's class up in the platform's measured table (`dispatch.py`,
     `tables/<platform>.json`, written by `benchmarks/eos_backends.py --write-table`), and falls
     back to the rules for classes not measured: chunked wherever the structure allows it, else
-    the sequential reference on CPU and the associative scan on GPU/TPU. `explain` says which.
+    the recurrent backend on CPU and the associative scan on GPU/TPU. `explain` says which.
 
     The answer for a named backend does not depend on T, so a backend that rejects a problem
     rejects it at T == 1 too, although `eos_scan` then runs one reference step whatever the
@@ -71,20 +83,27 @@ def eos_scan(
       log_o: natural log of the oscillation: an array broadcastable to [B, T, H, K, D] (trailing
         size-1 dims give scalar-per-head, K-wise or D-wise decay; leading size-1 dims are
         data-independent), or ``Decay(k=[B,T,H,K], d=[B,T,H,D])`` for ``log o[r,c] = k[r] + d[c]``,
-        or ``0`` for no decay. Real decays satisfy ``log_o <= 0``; complex values (rotations) need
+        or ``ProductDecay(k, d, p, fn, scale)`` for a full K×D decay
+        ``log o[r,c] = scale · fn(k[r] d[c] p[r,c])`` (Mamba's Δ ⊗ A, the paper's o_types 6-9),
+        which the sequential backends build step by step (never as a [B,T,H,K,D] array), or
+        ``0`` for no decay. Real decays satisfy ``log_o <= 0``; complex values (rotations) need
         complex e, i, s.
       s: shrink state [B, T, H, K] (``y[c] = Σ_r s[r] m[r,c]``), or a rank-5 array broadcastable to
         [B, T, H, K, D] (elementwise read ``y[c] = Σ_r s[r,c] m[r,c]``).
       initial_state: memory before t=0, [B, H, K, D]; zeros if None.
       segment_ids: [B, T] integers; the memory restarts from zero where the id changes from t-1
         to t (packed sequences).
-      backend: "reference", "associative", "chunked", "pallas" or "auto". Every backend supports
-        reverse-mode autodiff (grad, vjp) in every input; "chunked" and "pallas" (so "auto"
-        where it picks them, see `explain`) define their gradients with ``jax.custom_vjp``, so
-        forward mode (jvp, jacfwd) needs "reference" or "associative". "auto" runs the fastest
-        backend measured for the problem's class on this platform (`dispatch.py`).
+      backend: "reference", "associative", "chunked", "pallas", "recurrent" or "auto".
+        "recurrent" is the sequential scan with a checkpointed reverse-scan gradient (every
+        structure; O(T/C·K·D) memory where the reference's autodiff keeps all T memories).
+        Every backend supports reverse-mode autodiff (grad, vjp) in every input; "chunked",
+        "pallas" and "recurrent" (so "auto" where it picks them, see `explain`) define their
+        gradients with ``jax.custom_vjp``, so forward mode (jvp, jacfwd) needs "reference" or
+        "associative". "auto" runs the fastest backend measured for the problem's class on this
+        platform (`dispatch.py`).
       chunk_size: chunk length of the chunked backend (default 64, or with "auto" the measured
-        best), or the time block of the pallas backend (default 16 for its chunked kernel and
+        best), the checkpoint interval of the recurrent backend, or the time block of the
+        pallas backend (default 16 for its chunked kernel and
         on TPU, 64 for its GPU scan).
       sequence_axis: None, or the name of a mesh axis over which T is split, when called inside
         ``jax.shard_map`` (each device passes its block of e, i, log_o, s and segment_ids, and
@@ -156,6 +175,8 @@ def explain(e, i, log_o, s, *, initial_state=None, segment_ids=None, platform=No
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _run(problem: inputs.Problem, name: str, chunk_size: int | None):
     """Jitted so that eager calls reuse compiled backends (inside an outer jit it is inlined)."""
+    if name not in _STEPWISE_PRODUCT:
+        problem = problem.materialised()
     y, m = _BACKENDS[name](problem, chunk_size)
     return y.astype(problem.out_dtype), m
 

@@ -36,14 +36,14 @@ import jax.numpy as jnp
 
 from lcsm_jax.eos import reference
 from lcsm_jax.eos.chunk_math import SAFE_EXPONENT, chunk, opt
-from lcsm_jax.eos.inputs import FULL, Problem, vary_like
+from lcsm_jax.eos.inputs import FULL, PRODUCT, Problem, vary_like
 
 DEFAULT_CHUNK = 64
 
 
 def unsupported_reason(p: Problem) -> str | None:
     """Why the chunked backend cannot run `p` ("does not support <reason>"), or None if it can."""
-    if p.structure == FULL:
+    if p.structure in (FULL, PRODUCT):
         return "a full K×D (non-separable) log_o"
     if p.elementwise_read:
         return "an elementwise (rank-5) s"

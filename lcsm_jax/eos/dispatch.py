@@ -5,8 +5,9 @@ T rounded to a power of two. `tables/<platform>.json` (written by `python
 benchmarks/eos_backends.py --write-table`) maps measured classes to the fastest backend there
 (forward+backward median, every backend that supports the class timed in the same run). A class
 the table lacks takes the entry of the same class at the nearest measured T; failing that, the
-rules: chunked wherever it applies, else the sequential reference on CPU and the associative scan
-on GPU/TPU. Pallas is chosen only where a table saw it win.
+rules: chunked wherever it applies, else the recurrent backend (a sequential scan with a
+checkpointed gradient) on CPU and the associative scan on GPU/TPU. Pallas is chosen only where a
+table saw it win.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import json
 import math
 from importlib import resources
 
+import jax
+
 from lcsm_jax.eos import chunked
 from lcsm_jax.eos.inputs import Problem, varying_axes
 
 TABLE_DIR = "tables"
 # Backends a table may name; "auto" is resolved, never stored.
-MEASURABLE = ("reference", "associative", "chunked", "pallas")
+MEASURABLE = ("reference", "associative", "chunked", "pallas", "recurrent")
 
 
 def bucket(n: int) -> int:
@@ -81,8 +84,12 @@ def table(platform: str) -> dict[ProblemClass, dict]:
 def _rules(p: Problem, platform: str) -> Choice:
     if chunked.unsupported_reason(p) is None:
         return Choice("chunked", None, "rule: chunked wherever the structure allows it")
-    fallback = "reference" if platform == "cpu" else "associative"
-    why = "sequential scan on CPU" if platform == "cpu" else "log-depth scan on GPU/TPU"
+    fallback = "recurrent" if platform == "cpu" else "associative"
+    why = (
+        "sequential scan with a checkpointed gradient on CPU"
+        if platform == "cpu"
+        else "log-depth scan on GPU/TPU"
+    )
     return Choice(fallback, None, f"rule: chunked does not apply; {fallback} ({why})")
 
 
@@ -113,4 +120,4 @@ def choose(p: Problem, platform: str) -> Choice:
 
 def in_shard_map(p: Problem) -> bool:
     """True when an input of `p` varies over a mesh axis (so the call is inside shard_map)."""
-    return any(varying_axes(x) for x in (p.e, p.i, p.s, p.lk, p.ld, p.lo, p.m0) if x is not None)
+    return any(varying_axes(x) for x in jax.tree.leaves(p))

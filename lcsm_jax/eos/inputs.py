@@ -16,11 +16,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lcsm_jax.eos.product import FUNCTIONS, ProductDecay, ProductLog
+
 Array = jax.Array
 
-# Oscillation structures, from cheapest to most general.
-NONE, SCALAR, KWISE, DWISE, SEPARABLE, FULL = "none", "scalar", "k", "d", "separable", "full"
-STRUCTURES = (NONE, SCALAR, KWISE, DWISE, SEPARABLE, FULL)
+# Oscillation structures, from cheapest to most general. PRODUCT is a full K×D decay given by
+# its factors (`ProductDecay`): never materialised by the sequential backends.
+NONE, SCALAR, KWISE, DWISE, SEPARABLE, PRODUCT, FULL = (
+    "none", "scalar", "k", "d", "separable", "product", "full"
+)  # fmt: skip
+STRUCTURES = (NONE, SCALAR, KWISE, DWISE, SEPARABLE, PRODUCT, FULL)
 
 
 @jax.tree_util.register_dataclass
@@ -47,7 +52,8 @@ class Problem:
 
     e [B,T,H,K]; i [B,T,H,D]; s [B,T,H,K] (vector read) or [b,t,h,K|1,D|1] (elementwise read);
     lk [b,t,h,K|1] and ld [b,t,h,D|1] (separable log decay, either None) or lo [b,t,h,K|1,D|1]
-    (full log decay); reset [B,T] bool (memory restarts at t) or None; m0 [B,H,K,D] or None.
+    (full log decay) or lp (a factored full decay, `ProductLog`, structure PRODUCT); reset [B,T]
+    bool (memory restarts at t) or None; m0 [B,H,K,D] or None.
     Static: `structure` (one of STRUCTURES) and `out_dtype` (the dtype y is returned in).
     """
 
@@ -57,6 +63,7 @@ class Problem:
     lk: Array | None
     ld: Array | None
     lo: Array | None
+    lp: ProductLog | None
     reset: Array | None
     m0: Array | None
     structure: str = dataclasses.field(metadata=_STATIC)
@@ -66,10 +73,17 @@ class Problem:
     def elementwise_read(self) -> bool:
         return self.s.ndim == 5
 
+    def materialised(self) -> Problem:
+        """The same problem with a product decay turned into its full log_o [b,T,h,K,D] (for the
+        backends that need the K×D decay of every step as an array)."""
+        if self.lp is None:
+            return self
+        return dataclasses.replace(self, lo=self.lp.log(), lp=None, structure=FULL)
+
 
 def _as_array(x, name: str) -> Array:
-    if isinstance(x, Decay):
-        raise TypeError(f"{name} must be an array, got a Decay")
+    if isinstance(x, Decay | ProductDecay):
+        raise TypeError(f"{name} must be an array, got a {type(x).__name__}")
     try:
         return jnp.asarray(x)
     except TypeError as err:
@@ -96,11 +110,46 @@ def is_zero_literal(x) -> bool:
     return x is None or (isinstance(x, int | float) and not isinstance(x, bool) and x == 0)
 
 
+def _product(log_o: ProductDecay, shape5, cdtype, complex_inputs: bool, suffix: str):
+    """Validates a ProductDecay into a ProductLog (factors in the accumulation dtype)."""
+    B, T, H, K, D = shape5
+    if log_o.fn not in FUNCTIONS:
+        raise ValueError(f"log_o{suffix}.fn must be one of {FUNCTIONS}, got {log_o.fn!r}")
+    if not isinstance(log_o.scale, int | float) or isinstance(log_o.scale, bool):
+        raise TypeError(f"log_o{suffix}.scale must be a Python float, got {log_o.scale!r}")
+    factors = {}
+    for letter, target, dims in (
+        ("k", (B, T, H, K), "[B,T,H,K]"),
+        ("d", (B, T, H, D), "[B,T,H,D]"),
+        ("p", shape5, "[B,T,H,K,D]"),
+    ):
+        part = getattr(log_o, letter)
+        name = f"log_o{suffix}.{letter}"
+        if part is None:
+            factors[letter] = None
+            continue
+        x = _as_array(part, name)
+        _check_dtype_of_decay(x, name, complex_inputs)
+        if jnp.iscomplexobj(x) and log_o.fn != "identity":
+            raise TypeError(f"{name} is complex; only fn='identity' takes complex factors")
+        factors[letter] = _broadcastable(x, target, name, dims).astype(cdtype)
+    if all(x is None for x in factors.values()):
+        raise ValueError(f"log_o{suffix} is a ProductDecay without factors (give k, d or p)")
+    return ProductLog(**factors, fn=log_o.fn, scale=float(log_o.scale))
+
+
 def _decay(log_o, shape5, cdtype, complex_inputs: bool, suffix: str):
-    """Reduces log_o to (structure, lk, ld, lo)."""
+    """Reduces log_o to (structure, lk, ld, lo, lp)."""
     B, T, H, K, D = shape5
     if is_zero_literal(log_o):
-        return NONE, None, None, None
+        return NONE, None, None, None, None
+    if isinstance(log_o, ProductDecay):
+        lp = _product(log_o, shape5, cdtype, complex_inputs, suffix)
+        log_shape = jax.eval_shape(lp.log).shape
+        if log_shape[1] > 1 and log_shape[-2:] == (K, D):
+            return PRODUCT, None, None, None, lp
+        # Not a data-dependent K×D decay: as an array it is no larger than its factors.
+        log_o = lp.log()
     if isinstance(log_o, Decay):
         parts = []
         for part, size, letter in ((log_o.k, K, "K"), (log_o.d, D, "D")):
@@ -131,9 +180,9 @@ def _decay(log_o, shape5, cdtype, complex_inputs: bool, suffix: str):
         else:
             lo = x
     if lo is not None:
-        return FULL, None, None, lo.astype(cdtype)
+        return FULL, None, None, lo.astype(cdtype), None
     if lk is None and ld is None:
-        return NONE, None, None, None
+        return NONE, None, None, None, None
     if lk is None and ld.shape[-1] == 1:
         lk, ld = ld, None  # a size-1 D factor is a scalar decay
     if ld is None:
@@ -143,7 +192,7 @@ def _decay(log_o, shape5, cdtype, complex_inputs: bool, suffix: str):
     else:
         structure = SEPARABLE
     cast = lambda a: None if a is None else a.astype(cdtype)  # noqa: E731
-    return structure, cast(lk), cast(ld), None
+    return structure, cast(lk), cast(ld), None, None
 
 
 def accumulation_dtype(dtype) -> jnp.dtype:
@@ -199,7 +248,7 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
             f"[B,T,H,K,D] (elementwise read), got shape {s.shape}"
         )
 
-    structure, lk, ld, lo = _decay(log_o, (B, T, H, K, D), cdtype, complex_inputs, suffix)
+    structure, lk, ld, lo, lp = _decay(log_o, (B, T, H, K, D), cdtype, complex_inputs, suffix)
 
     m0 = None
     if initial_state is not None:
@@ -218,6 +267,7 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
         lk=lk,
         ld=ld,
         lo=lo,
+        lp=lp,
         reset=segment_resets(segment_ids, B, T),
         m0=m0,
         structure=structure,

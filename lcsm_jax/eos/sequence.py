@@ -87,6 +87,8 @@ def block_decay(problem, restart):
     log = jnp.zeros((B, 1, 1, 1), problem.e.dtype)
     if problem.lo is not None:
         log = log + _summed(problem.lo, B, T)
+    if problem.lp is not None:
+        log = log + _summed(problem.lp.log(), B, T)
     if problem.lk is not None:
         log = log + _summed(problem.lk, B, T)[..., :, None]
     if problem.ld is not None:

@@ -73,7 +73,7 @@ class EOSMixer(nnx.Module):
 
     @property
     def structure(self) -> str:
-        """Structure of the log-decay handed to the core (none/scalar/k/d/separable/full)."""
+        """The log-decay structure handed to the core (none/scalar/k/d/separable/product/full)."""
         return self.oscillation.STRUCTURE
 
     def resolved_backend(self, x_BxTxM: jax.Array) -> str:

@@ -5,7 +5,9 @@ Each stage states the structure of the log-decay it hands to `eos.eos_scan`, whi
 backend: separable decays (none, scalar, K-wise, D-wise, k[r] + d[c]) take the fast chunked path;
 a full K×D log-decay needs a scan. A product inside g is not separable in log space
 (log g(a·b) ≠ f(a) + h(b)), so o_types 6..9 are full even though their arguments are outer
-products; only products outside g (o_type 1: g(z_k) g(z_d)) are separable.
+products; only products outside g (o_type 1: g(z_k) g(z_d)) are separable. They reach the core
+as `eos.ProductDecay` (the vector and the parameter, g applied inside the scan step), so no
+[B,T,H,K,D] log-decay is built.
 
 | o_type | log o handed to the core            | structure        |
 |--------|-------------------------------------|------------------|
@@ -15,11 +17,11 @@ products; only products outside g (o_type 1: g(z_k) g(z_d)) are separable.
 | 3      | Decay(k=log g(W x))                 | K-wise (DD)      |
 | 4      | Decay(k=log g(P_k)) [1,1,H,K]       | K-wise (DI)      |
 | 5      | Decay(d=log g(P_d)) [1,1,H,D]       | D-wise (DI)      |
-| 6..9   | log g(outer product) [B,T,H,K,D]    | full (DD)        |
+| 6..9   | ProductDecay(z, P, log_sigmoid, 1/τ) | product (DD)    |
 | 10     | 0                                   | none             |
 | 11     | 0; the rotation moves into e and s  | none (2K rows)   |
 | 12     | Decay(k=L_{t-1} - L_t)              | K-wise (DD)      |
-| c_type 0 (SSM) | Δ_t[c]·A[r,c] [B,T,H,K,D]   | full (DD)        |
+| c_type 0 (SSM) | ProductDecay(d=Δ_t, p=A)     | product (DD)     |
 
 o_types 11 and 12 live in `oscillation_time.py`, the SSM in `ssm.py`. With a data-independent e or
 s (e_type or s_type 0) the read is elementwise (K×D), which also sends the call to a scan.
@@ -178,9 +180,10 @@ class O3(_Projected):
 
 
 class _ProjectedTimesParam(_Projected):
-    """o = g(z ∘ P) with a data-dependent z and a parameter P combined inside g: full K×D."""
+    """o = g(z ∘ P) with a data-dependent z and a parameter P combined inside g: full K×D,
+    handed to the core in factored form (built step by step by the sequential backends)."""
 
-    STRUCTURE = "full"
+    STRUCTURE = "product"
 
     PARAM_AXES: tuple[str, ...] = ()  # axes of P, "K" and/or "D" (set by each o_type)
 
@@ -191,8 +194,9 @@ class _ProjectedTimesParam(_Projected):
 
     def __call__(self, x_BxTxM, terms, ctx):
         p = _on_grid(self.p[...].astype(jnp.float32)[None, None], self.PARAM_AXES)
-        z = _on_grid(self.z(x_BxTxM), (self.AXIS.upper(),))
-        return terms._replace(log_o=log_g(z * p, self.tau))
+        z = {self.AXIS: self.z(x_BxTxM)}  # k= [B,T,H,K] or d= [B,T,H,D]
+        log_o = eos.ProductDecay(**z, p=p, fn="log_sigmoid", scale=1.0 / self.tau)
+        return terms._replace(log_o=log_o)
 
 
 def _on_grid(x, axes: tuple[str, ...]):

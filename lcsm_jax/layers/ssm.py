@@ -2,7 +2,8 @@
 
 Δ_t (a softplus step size) both scales the input, i_t = Δ_t ⊙ u_t, and sets the decay
 o_t = exp(Δ_t A). With A a full K×D matrix (c_type 0 / Mamba) the log-decay Δ_t[c] A[r,c] is full
-K×D and needs a scan; Mamba-2's scalar A_h per head gives a scalar decay per head (chunked path).
+K×D and needs a scan: it goes to the core as `eos.ProductDecay(d=Δ, p=A)`, built step by step;
+Mamba-2's scalar A_h per head gives a scalar decay per head (chunked path).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class SelectiveSSM(Oscillation):
     A = -exp(A_log) with A_log[r, c] = log(r + 1) (S4D-real); o_t[r,c] = exp(Δ_t[c] A[r,c]).
     The decay is computed in float32. dt_bias=True adds Mamba's Δ bias (log-uniform init)."""
 
-    STRUCTURE = "full"
+    STRUCTURE = "product"
     OPTIONS = {"rank": 16, "dt_bias": False, "dt_min": s4d.DT_MIN, "dt_max": s4d.DT_MAX}
 
     def __init__(self, dims, spec, *, rngs):
@@ -53,7 +54,7 @@ class SelectiveSSM(Oscillation):
         delta = jax.nn.softplus(self.up(self.down(x_BxTxM)).astype(jnp.float32))
         delta_BxTxHxD = heads(delta, self.dims.H)
         a_HxKxD = -jnp.exp(self.a_log[...].astype(jnp.float32))
-        log_o = delta_BxTxHxD[:, :, :, None, :] * a_HxKxD[None, None]
+        log_o = eos.ProductDecay(d=delta_BxTxHxD, p=a_HxKxD[None, None])
         i = (delta_BxTxHxD * terms.i.astype(jnp.float32)).astype(terms.i.dtype)
         return terms._replace(i=i, log_o=log_o)
 

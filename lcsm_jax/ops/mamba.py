@@ -2,8 +2,12 @@
 / ``selective_scan_ref``) and `ssd` (Mamba-2's ``mamba_chunk_scan_combined``).
 
 EOS stages (SPEC §1, §3):
-- selective_scan: one head per channel d, K = N, D = 1: e = B_t, i = Δ_t[d] u_t[d],
-  log o = Δ_t[d] A[d, :] (a K-wise decay per channel head), s = C_t.
+- selective_scan with B and C shared by the channels ([B,N,L], or [B,G,N,L]: one head per group):
+  K = N, D = the group's channels, e = B_t, i = Δ_t ⊙ u_t, log o[n, d] = Δ_t[d] A[d, n] (a full
+  K×D decay given as `eos.ProductDecay(d=Δ, p=Aᵀ)`, built step by step), s = C_t: the memory
+  is mamba_ssm's state transposed, and B_t, C_t are never copied per channel.
+- selective_scan with a fixed per-channel B or C ([D,N]): one head per channel d, K = N, D = 1:
+  e = B[d], i = Δ_t[d] u_t[d], log o = Δ_t[d] A[d, :] (a K-wise decay per head), s = C[d].
 - ssd: one head per Mamba-2 head, K = N, D = P (headdim): e = B_t (its group), i = Δ_t x_t,
   log o = Δ_t A_h (a scalar decay per head), s = C_t. mamba_ssm's state is [P, N]; the EOS memory
   is its transpose [N, P], so initial and final states are transposed at the boundary.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from lcsm_jax import eos
 from lcsm_jax.eos import api
 from lcsm_jax.ops._checks import check_rank, check_real, check_shape
 
@@ -46,6 +51,40 @@ def _per_channel(x, name, Bsz, Dch, N, L):
         x = jnp.repeat(jnp.transpose(x, (0, 3, 1, 2)), Dch // G, axis=2)
         return x
     raise ValueError(f"selective_scan: {name} must be [D,N], [B,N,L] or [B,G,N,L], got {x.shape}")
+
+
+def _shared_groups(B, C, Bsz, Dch, N, L) -> int | None:
+    """The number of channel groups sharing B_t and C_t, or None when B or C is a fixed
+    per-channel [D, N] (or the two are grouped differently). Shapes are checked here."""
+    groups = []
+    for name, x in (("B", B), ("C", C)):
+        x = jnp.asarray(x)
+        check_real("selective_scan", name, x)
+        if x.ndim == 2:
+            check_shape("selective_scan", name, x, (Dch, N), "[D,N]")
+            return None
+        if x.ndim == 3:
+            check_shape("selective_scan", name, x, (Bsz, N, L), "[B,N,L]")
+            groups.append(1)
+        elif x.ndim == 4:
+            G = x.shape[1]
+            if G < 1 or Dch % G:
+                raise ValueError(
+                    f"selective_scan: {name} has {G} groups, which must divide D={Dch}"
+                )
+            check_shape("selective_scan", name, x, (Bsz, G, N, L), "[B,G,N,L]")
+            groups.append(G)
+        else:
+            raise ValueError(
+                f"selective_scan: {name} must be [D,N], [B,N,L] or [B,G,N,L], got {x.shape}"
+            )
+    return groups[0] if groups[0] == groups[1] else None
+
+
+def _grouped(x, Bsz, G, N, L):
+    """A shared B or C ([B,N,L] or [B,G,N,L]) as [B, L, G, N] float32."""
+    x = jnp.asarray(x, jnp.float32).reshape(Bsz, G, N, L)
+    return jnp.transpose(x, (0, 3, 1, 2))
 
 
 def selective_scan(
@@ -86,19 +125,23 @@ def selective_scan(
     delta_BxLxD = jnp.transpose(jnp.asarray(delta), (0, 2, 1))
     dt_BxLxD = _delta("selective_scan", delta_BxLxD, delta_bias, "delta_bias", delta_softplus)
     u_BxLxD = jnp.transpose(u.astype(jnp.float32), (0, 2, 1))
-    e = _per_channel(B, "B", Bsz, Dch, N, L)
-    s = _per_channel(C, "C", Bsz, Dch, N, L)
-    log_o = dt_BxLxD[..., None, None] * jnp.asarray(A, jnp.float32)[None, None, :, :, None]
-    y, last = api.eos_scan(
-        e,
-        (dt_BxLxD * u_BxLxD)[..., None],
-        log_o,
-        s,
-        segment_ids=segment_ids,
-        backend=backend,
-        chunk_size=chunk_size,
-    )
-    out = y[..., 0]
+    scan = dict(segment_ids=segment_ids, backend=backend, chunk_size=chunk_size)
+    G = _shared_groups(B, C, Bsz, Dch, N, L)
+    if G is None:  # a per-channel B or C: one head per channel
+        e = _per_channel(B, "B", Bsz, Dch, N, L)
+        s = _per_channel(C, "C", Bsz, Dch, N, L)
+        log_o = dt_BxLxD[..., None, None] * jnp.asarray(A, jnp.float32)[None, None, :, :, None]
+        y, last = api.eos_scan(e, (dt_BxLxD * u_BxLxD)[..., None], log_o, s, **scan)
+        out, last = y[..., 0], last[..., 0]
+    else:  # one head per group of channels sharing B_t and C_t: memory [N, D/G]
+        P = Dch // G
+        heads = lambda x: x.reshape(Bsz, L, G, P)  # noqa: E731
+        a_GxNxP = jnp.swapaxes(jnp.asarray(A, jnp.float32).reshape(G, P, N), 1, 2)
+        log_o = eos.ProductDecay(d=heads(dt_BxLxD), p=a_GxNxP[None, None])
+        e, s = _grouped(B, Bsz, G, N, L), _grouped(C, Bsz, G, N, L)
+        y, last = api.eos_scan(e, heads(dt_BxLxD * u_BxLxD), log_o, s, **scan)
+        out = y.reshape(Bsz, L, Dch)
+        last = jnp.swapaxes(last, 2, 3).reshape(Bsz, Dch, N)
     if D is not None:
         check_shape("selective_scan", "D", D, (Dch,), "[D]")
         out = out + u_BxLxD * jnp.asarray(D, jnp.float32)[None, None]
@@ -106,7 +149,7 @@ def selective_scan(
         check_shape("selective_scan", "z", z, u.shape, "[B,D,L]")
         out = out * jax.nn.silu(jnp.transpose(jnp.asarray(z, jnp.float32), (0, 2, 1)))
     out = jnp.transpose(out, (0, 2, 1)).astype(u.dtype)
-    return (out, last[..., 0]) if return_last_state else out
+    return (out, last) if return_last_state else out
 
 
 def ssd(

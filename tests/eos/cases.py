@@ -22,12 +22,16 @@ from . import oracle
 B, H, K, D = 2, 2, 4, 3
 C = 4  # chunk size for the chunked backend
 TS = (1, 2, C - 1, C, C + 1, 3 * C + 5)
-BACKENDS = ("reference", "associative", "chunked", "auto")
+BACKENDS = ("reference", "associative", "chunked", "recurrent", "auto")
 
-# none: Python 0; scalar_di: one fixed decay per head; the rest data-dependent.
-STRUCTURES = ("none", "scalar_di", "scalar", "kwise", "dwise", "separable", "full", "complex")
+# none: Python 0; scalar_di: one fixed decay per head; product: a ProductDecay (o_type 6-9
+# style, log σ(k[r] d[c] p[r,c]) / 2 with a parameter p); the rest data-dependent.
+STRUCTURES = (
+    "none", "scalar_di", "scalar", "kwise", "dwise", "separable", "product", "full", "complex"
+)  # fmt: skip
 # The chunked backend takes the separable structures with a vector read only.
-CHUNKED_STRUCTURES = frozenset(STRUCTURES) - {"full"}
+CHUNKED_STRUCTURES = frozenset(STRUCTURES) - {"full", "product"}
+PRODUCT_SCALE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +106,11 @@ def make_case(
     elif structure == "separable":
         lk, ld = log_decay(rng, (b, T, h, k)), log_decay(rng, (b, T, h, d))
         log_o, dense = eos.Decay(k=lk, d=ld), oracle.separable(lk, ld, shape5)
+    elif structure == "product":
+        pk, pd = _normal(rng, (b, T, h, k), False), _normal(rng, (b, T, h, d), False)
+        pp = 2 * _normal(rng, (h, k, d), False)
+        log_o = eos.ProductDecay(k=pk, d=pd, p=pp, fn="log_sigmoid", scale=PRODUCT_SCALE)
+        dense = PRODUCT_SCALE * oracle.log_sigmoid(oracle.product_argument(pk, pd, pp))
     else:
         log_o = {
             "scalar_di": lambda: log_decay(rng, (1, 1, h, 1, 1)),

@@ -28,6 +28,16 @@ def separable(k, d, shape_BxTxHxKxD):
     return out
 
 
+def product_argument(k, d, p):
+    """z[b,t,h,r,c] = k[b,t,h,r] d[b,t,h,c] p[h,r,c] in float64 (a ProductDecay's argument)."""
+    k, d, p = (np.asarray(x, np.float64) for x in (k, d, p))
+    return k[..., :, None] * d[..., None, :] * p
+
+
+def log_sigmoid(z):
+    return -np.logaddexp(0.0, -np.asarray(z, np.float64))
+
+
 def resets(segment_ids, B, T):
     """[B,T] bool: True where the segment id changes from t-1 to t (never at t=0)."""
     if segment_ids is None:

@@ -95,7 +95,7 @@ def _check_rest(got, g, what):
         assert err <= BOUND, f"{what}: d{name} error {err:.2e} of the largest"
 
 
-BACKENDS = ("reference", "chunked", "auto", "associative", "pallas")
+BACKENDS = ("reference", "chunked", "recurrent", "auto", "associative", "pallas")
 
 
 def _backend_param(backend, T):

@@ -98,7 +98,7 @@ def test_an_unmeasured_class_falls_back_to_the_rules(monkeypatch):
     k_wise = eos.problem(*_inputs("k", K=64, T=64))
     assert eos.resolve_backend("auto", k_wise, "cpu") == "chunked"
     full = eos.problem(*_inputs("full", K=4, T=64))
-    assert eos.resolve_backend("auto", full, "cpu") == "reference"
+    assert eos.resolve_backend("auto", full, "cpu") == "recurrent"
     assert eos.resolve_backend("auto", full, "gpu") == "associative"
     assert "rule:" in eos.explain(*_inputs("full", K=4, T=64), platform="gpu")
 

@@ -13,7 +13,7 @@ from . import oracle
 
 B, T, H, K, D = 2, 37, 2, 4, 3
 BOUND = 1e-12
-BACKENDS = ("reference", "associative", "chunked", "auto")
+BACKENDS = ("reference", "associative", "chunked", "recurrent", "auto")
 
 
 def _decay(structure, rng):
