@@ -121,23 +121,28 @@ class S5Block(nnx.Module):
         Vinv = V_full.conj().T  # [P', P]: V is unitary per block
         self.Lambda_re = nnx.Param(jnp.asarray(lam.real, jnp.float32))
         self.Lambda_im = nnx.Param(jnp.asarray(lam.imag, jnp.float32))
-        # B and C are drawn real over the full state P, then mapped to the eigenbasis.
-        B = np.asarray(nnx.initializers.lecun_normal()(rngs.params(), (P, M)), np.float64)
-        B_tilde = Vinv @ B
-        self.B_re = nnx.Param(jnp.asarray(B_tilde.real, jnp.float32))
-        self.B_im = nnx.Param(jnp.asarray(B_tilde.imag, jnp.float32))
+        # B and C are drawn real over the full state P, then mapped to the eigenbasis. In jnp
+        # (not NumPy), so the block also builds abstractly (nnx.eval_shape in the training loop).
+        hi = jax.lax.Precision.HIGHEST
+        B = nnx.initializers.lecun_normal()(rngs.params(), (P, M)).astype(jnp.complex64)
+        B_tilde = jnp.matmul(jnp.asarray(Vinv, jnp.complex64), B, precision=hi)
+        self.B_re = nnx.Param(jnp.real(B_tilde).astype(jnp.float32))
+        self.B_im = nnx.Param(jnp.imag(B_tilde).astype(jnp.float32))
         if config.C_init == "complex_normal":  # sampled directly in the eigenbasis
             C = jax.random.normal(rngs.params(), (M, lam.shape[0], 2)) * 0.5**0.5
-            C_tilde = np.asarray(C[..., 0], np.float64) + 1j * np.asarray(C[..., 1], np.float64)
+            C_tilde = jax.lax.complex(C[..., 0], C[..., 1])
         else:
             # trunc_standard_normal: lecun_normal per output row (fan-in P); lecun_normal: over
             # the whole [M, P, 2] array (fan-in M · P), as jax's initialiser counts it.
             batch = (0,) if config.C_init == "trunc_standard_normal" else ()
             init = nnx.initializers.lecun_normal(batch_axis=batch)
-            C = np.asarray(init(rngs.params(), (M, P, 2)), np.float64)
-            C_tilde = (C[..., 0] + 1j * C[..., 1]) @ V_full
-        self.C_re = nnx.Param(jnp.asarray(C_tilde.real, jnp.float32))
-        self.C_im = nnx.Param(jnp.asarray(C_tilde.imag, jnp.float32))
+            C = init(rngs.params(), (M, P, 2))
+            C_tilde = jnp.matmul(
+                jax.lax.complex(C[..., 0], C[..., 1]), jnp.asarray(V_full, jnp.complex64),
+                precision=hi,
+            )  # fmt: skip
+        self.C_re = nnx.Param(jnp.real(C_tilde).astype(jnp.float32))
+        self.C_im = nnx.Param(jnp.imag(C_tilde).astype(jnp.float32))
         self.D = nnx.Param(jax.random.normal(rngs.params(), (M,)))
         lo, hi = np.log(config.dt_min), np.log(config.dt_max)
         self.log_step = nnx.Param(

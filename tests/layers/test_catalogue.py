@@ -87,6 +87,15 @@ def test_every_entry_is_a_mixer(name):
     chex.assert_trees_all_close((y0, y1), (y[:, 0], y[:, 1]), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_entry_builds_abstractly(name):
+    """The training loop builds its model under `nnx.eval_shape` (no concrete values): an init
+    that converts a traced draw to NumPy fails there, as S5's once did."""
+    kwargs = SMALL.get(name, {"num_heads": 2, "expand_dim": 3})
+    layer = nnx.eval_shape(lambda: catalogue.build(name, embed_dim=M, rngs=nnx.Rngs(0), **kwargs))
+    assert isinstance(layer, Mixer)
+
+
 def test_check_validates_without_building():
     catalogue.check("gla_core", embed_dim=M, num_heads=2)
     catalogue.check("gla_core", num_heads=3)  # without a width only the names are checked
