@@ -4,6 +4,8 @@
     python benchmarks/eos_backends.py --quick         # small shapes, a few seconds
     python benchmarks/eos_backends.py --T 4096 --structures scalar k --backends reference auto
     python benchmarks/eos_backends.py --write-table   # auto's table (benchmarks/eos_table.py)
+    python benchmarks/eos_backends.py --write-table --structures product full   # those classes
+    python benchmarks/eos_backends.py --ratios        # issue 14's ratios (benchmarks/ratios.py)
 
 Times are medians over --repeats runs after compilation. Peak memory is XLA's own estimate for the
 compiled program (arguments + outputs + temporaries), not a measured RSS. Rows whose estimated
@@ -25,13 +27,22 @@ import numpy as np
 
 from lcsm_jax import eos
 
-STRUCTURES = ("none", "scalar", "k", "d", "separable", "full")
+STRUCTURES = ("none", "scalar", "k", "d", "separable", "product", "full")
 
 
 def make_inputs(
-    structure: str, B: int, T: int, H: int, K: int, D: int, seed: int = 0, elementwise=False
+    structure: str,
+    B: int,
+    T: int,
+    H: int,
+    K: int,
+    D: int,
+    seed: int = 0,
+    elementwise=False,
+    elementwise_di=False,
 ):
-    """Inputs of one class; `elementwise` gives a rank-5 s (the elementwise read)."""
+    """Inputs of one class; `elementwise` gives a rank-5 s [B,T,H,K,D] (the elementwise read),
+    `elementwise_di` a data-independent one [1,1,H,K,D] (as the layers with e_type or s_type 0)."""
     rng = np.random.default_rng(seed)
 
     def normal(*shape):
@@ -42,6 +53,7 @@ def make_inputs(
 
     e, i = normal(B, T, H, K) / np.sqrt(K), normal(B, T, H, D)
     s = normal(B, T, H, K, D) if elementwise else normal(B, T, H, K)
+    s = normal(1, 1, H, K, D) if elementwise_di else s
     log_o = {
         "none": lambda: 0,
         "scalar": lambda: log_decay(B, T, H, 1, 1),
@@ -49,6 +61,10 @@ def make_inputs(
         "d": lambda: log_decay(B, T, H, 1, D),
         "separable": lambda: eos.Decay(k=log_decay(B, T, H, K), d=log_decay(B, T, H, D)),
         "full": lambda: log_decay(B, T, H, K, D),
+        # Mamba's exp(Δ ⊗ A): Δ = softplus(z) / 16 per channel and step, A = -exp(z) [H, K, D].
+        "product": lambda: eos.ProductDecay(
+            d=jax.nn.softplus(normal(B, T, H, D)) / 16, p=-jnp.exp(normal(1, 1, H, K, D))
+        ),
     }[structure]()
     return e, i, log_o, s
 
@@ -78,9 +94,14 @@ def _compile(fn, args):
     return compiled, seconds, peak
 
 
-def bench_one(structure, backend, shape, repeats, max_gib, elementwise=False, chunk_size=None):
+def bench_one(
+    structure, backend, shape, repeats, max_gib, elementwise=False, chunk_size=None,
+    elementwise_di=False,
+):  # fmt: skip
     B, T, H, K, D = shape
-    args = make_inputs(structure, B, T, H, K, D, elementwise=elementwise)
+    args = make_inputs(
+        structure, B, T, H, K, D, elementwise=elementwise, elementwise_di=elementwise_di
+    )
     problem = eos.problem(*args)
     try:
         chosen = eos.resolve_backend(backend, problem)
@@ -155,12 +176,20 @@ def main():
     parser.add_argument(
         "--write-table", action="store_true", help="measure the class grid, write auto's table"
     )
+    parser.add_argument("--ratios", action="store_true", help="issue 14's ratios (ratios.py)")
     args = parser.parse_args()
+    if args.ratios:
+        import ratios  # noqa: PLC0415  (benchmarks/ratios.py)
+
+        ratios.main(lambda job: _in_fresh_process(job, ratios.run_job), args.repeats)
+        return
     if args.write_table:
         import eos_table  # noqa: PLC0415  (benchmarks/eos_table.py)
 
         run = (lambda job: bench_one(*job)) if args.same_process else _in_fresh_process
-        print(f"wrote {eos_table.write(run, args.repeats, args.max_gib, quick=args.quick)}")
+        only = None if args.structures == list(STRUCTURES) else set(args.structures)
+        path = eos_table.write(run, args.repeats, args.max_gib, quick=args.quick, only=only)
+        print(f"wrote {path}")
         return
     if args.quick:
         args.T, args.B, args.H, args.K, args.D, args.repeats = [256, 1024], 2, 2, 32, 32, 3
@@ -179,11 +208,15 @@ def main():
                     print(format_row(row), flush=True)
 
 
-def _in_fresh_process(job):
-    """bench_one(*job) in a new (spawned) Python process, so rows do not share an allocator."""
+def _bench_job(job):
+    return bench_one(*job)
+
+
+def _in_fresh_process(job, fn=_bench_job):
+    """fn(job) in a new (spawned) Python process, so rows do not share an allocator."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(bench_one, *job).result()
+        return pool.submit(fn, job).result()
 
 
 if __name__ == "__main__":

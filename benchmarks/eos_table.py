@@ -35,24 +35,32 @@ CLASSES = (
     ("k", "vector", 4, 4, 64, 64),  # GLA, the paper's o_type 1
     ("d", "vector", 4, 4, 64, 64),
     ("separable", "vector", 4, 4, 64, 64),
-    ("full", "vector", 4, 1, 16, 256),  # Mamba-1's exp(Δ ⊗ A)
+    ("product", "vector", 4, 1, 16, 256),  # Mamba-1's exp(Δ ⊗ A), factored (selective_scan)
+    ("product", "vector", 4, 4, 64, 64),  # the paper's o_types 6-9 and SSM (c_type 0)
+    ("full", "vector", 4, 1, 16, 256),  # a K×D log-decay array
     ("full", "elementwise", 4, 1, 16, 256),  # data-independent SSMs with a K×D read
 )
+RECURRENT_BLOCKS = (16, 64)
 
 
 def backends_for(structure: str, read: str, platform: str) -> list[tuple[str, int | None]]:
     rows = [("reference", None), ("associative", None)]
-    if structure != "full" and read == "vector":
+    rows += [("recurrent", c) for c in RECURRENT_BLOCKS]
+    if structure not in ("full", "product") and read == "vector":
         rows += [("chunked", c) for c in CHUNK_SIZES]
     if platform != "cpu":
         rows.append(("pallas", None))
     return rows
 
 
-def write(run_row, repeats: int, max_gib: float, quick: bool = False) -> Path:
-    """Runs the grid with `run_row(job) -> row dict | None` and writes the table."""
+def write(run_row, repeats: int, max_gib: float, quick: bool = False, only=None) -> Path:
+    """Runs the grid with `run_row(job) -> row dict | None` and writes the table. With `only` (a
+    set of structures) just those classes are measured, and their entries replace the same
+    classes' in the committed table (the others are kept)."""
     platform = jax.default_backend()
     classes = CLASSES[:2] if quick else CLASSES
+    if only:
+        classes = tuple(c for c in classes if c[0] in only)
     t_grid = (256,) if quick else T_GRID
     entries = []
     for structure, read, B, H, K, D in classes:
@@ -69,6 +77,11 @@ def write(run_row, repeats: int, max_gib: float, quick: bool = False) -> Path:
                 entries.append(_entry(structure, read, B, H, K, D, T, rows))
     TABLES.mkdir(parents=True, exist_ok=True)
     path = TABLES / (f"{platform}.quick.json" if quick else f"{platform}.json")
+    if only and path.exists():
+        key = lambda e: tuple(e[k] for k in ("structure", "read", "dtype", "K", "D", "T"))  # noqa: E731
+        new = {key(e) for e in entries}
+        kept = [e for e in json.loads(path.read_text())["entries"] if key(e) not in new]
+        entries = kept + entries
     path.write_text(json.dumps(_document(platform, repeats, entries), indent=1) + "\n")
     dispatch.table.cache_clear()
     return path

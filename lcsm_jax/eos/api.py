@@ -32,8 +32,6 @@ _BACKENDS = {
     "recurrent": recurrent.scan,
 }
 BACKENDS = (*_BACKENDS, "auto")
-# Backends that build a product decay's K×D log-decay step by step; the others take it whole.
-_STEPWISE_PRODUCT = ("reference", "recurrent")
 
 
 def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None = None) -> str:
@@ -175,8 +173,6 @@ def explain(e, i, log_o, s, *, initial_state=None, segment_ids=None, platform=No
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _run(problem: inputs.Problem, name: str, chunk_size: int | None):
     """Jitted so that eager calls reuse compiled backends (inside an outer jit it is inlined)."""
-    if name not in _STEPWISE_PRODUCT:
-        problem = problem.materialised()
     y, m = _BACKENDS[name](problem, chunk_size)
     return y.astype(problem.out_dtype), m
 

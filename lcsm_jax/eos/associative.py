@@ -24,6 +24,7 @@ def combine(left, right):
 def scan(p: Problem, chunk_size: int | None = None):
     """Associative backend: returns (y [B,T,H,D], final memory [B,H,K,D])."""
     del chunk_size
+    p = p.materialised()  # the log-depth combine needs every step's K×D decay as an array
     T = p.e.shape[1]
     b_BxTxHxKxD = p.e[..., :, None] * p.i[..., None, :]
     a = oscillation(p.lk, p.ld, p.lo)  # [b,t,h,K|1,D|1] or None

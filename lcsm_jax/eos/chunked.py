@@ -204,6 +204,8 @@ def _paths(p: Problem, C: int) -> tuple[str, ...]:
 
 def scan(p: Problem, chunk_size: int | None = None):
     """Chunked backend: returns (y [B,T,H,D], final memory [B,H,K,D])."""
+    if (reason := unsupported_reason(p)) is not None:
+        raise ValueError(f"backend 'chunked' does not support {reason}")
     C = DEFAULT_CHUNK if chunk_size is None else chunk_size
     B, T, H, _ = p.e.shape
     pad = -T % C

@@ -79,6 +79,7 @@ def scan_with(
     """
     if (reason := unsupported_reason(p)) is not None:
         raise ValueError(f"backend 'pallas' does not support {reason}")
+    p = p.materialised()  # a product decay: the kernels read the K×D log-decay of every step
     if kernel not in KERNELS:
         raise ValueError(f"unknown Pallas kernel {kernel!r}; valid kernels: {', '.join(KERNELS)}")
     targets = (pallas_vjp.TRITON, pallas_vjp.MOSAIC)

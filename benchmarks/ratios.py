@@ -1,0 +1,119 @@
+"""The ratios of issue 14: non-separable decays, the Mamba block and o_types 6-9 against their
+separable counterparts, and `auto` against the reference (`python benchmarks/eos_backends.py
+--ratios`). Every row runs forward+backward in a fresh process (median of --repeats after
+compilation); the table prints each time and its ratio to the row it is compared with.
+
+Core rows: B=4, H=4, K=D=64, T=4096, float32, grads of every input. "product" is Mamba's
+exp(Δ ⊗ A) given factored (`eos.ProductDecay`); "full" is a data-dependent [B,T,H,K,D] log-decay
+array; the elementwise read is a scalar decay with a data-independent K×D s (as the layers with
+e_type or s_type 0 make it). Blocks: the catalogue's `mamba` and `gla` at d_model 256, B=4.
+Layers: the grid's EOSLayer (B=8, M=256, K=64, one head, T=1024), o_types 6-9 and the SSM
+(c_type 0) against o_type 1.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lcsm_jax import catalogue
+from lcsm_jax.layers import EOSConfig, EOSLayer
+
+CORE = (4, 4, 64, 64)  # B, H, K, D
+
+
+def _median_ms(fn, args, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def _module_ms(module, x, repeats: int) -> float:
+    graphdef, params = nnx.split(module)
+
+    def loss(params, x):
+        return jnp.sum(nnx.merge(graphdef, params)(x) ** 2)
+
+    step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    jax.block_until_ready(step(params, x))
+    return _median_ms(step, (params, x), repeats)
+
+
+def block_ms(name: str, T: int, repeats: int) -> float:
+    B, M = 4, 256
+    block = catalogue.build(name, embed_dim=M, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (B, T, M), jnp.float32)
+    return _module_ms(block, x, repeats)
+
+
+def layer_ms(row: str, T: int, repeats: int) -> float:
+    sizes = dict(embed_dim=256, expand_dim=64, num_heads=1)
+    config = EOSConfig(c_type=0, **sizes) if row == "ssm" else EOSConfig(o_type=int(row), **sizes)
+    x = jax.random.normal(jax.random.key(1), (8, T, 256), jnp.float32)
+    return _module_ms(EOSLayer(config, rngs=nnx.Rngs(0)), x, repeats)
+
+
+def core_ms(structure: str, backend: str, T: int, repeats: int, elementwise_di=False) -> float:
+    import eos_backends  # noqa: PLC0415  (benchmarks/eos_backends.py)
+
+    B, H, K, D = CORE
+    row = eos_backends.bench_one(
+        structure, backend, (B, T, H, K, D), repeats, 64.0, elementwise_di=elementwise_di
+    )
+    return row["fwd_bwd_ms"]
+
+
+def rows(repeats: int):
+    """(label, job, baseline label): a job is (function name, args)."""
+    core = [("scalar decay, auto", ("core_ms", ("scalar", "auto", 4096, repeats)), None)]
+    core += [
+        ("full K×D decay as ProductDecay (Mamba's Δ⊗A), auto",
+         ("core_ms", ("product", "auto", 4096, repeats)), "scalar decay, auto"),
+        ("full K×D decay as a [B,T,H,K,D] array, auto",
+         ("core_ms", ("full", "auto", 4096, repeats)), "scalar decay, auto"),
+        ("scalar decay, elementwise read (fixed K×D s), auto",
+         ("core_ms", ("scalar", "auto", 4096, repeats, True)), "scalar decay, auto"),
+    ]  # fmt: skip
+    blocks = []
+    for T in (1024, 4096):
+        blocks += [
+            (f"gla block T={T}", ("block_ms", ("gla", T, repeats)), None),
+            (f"mamba block T={T}", ("block_ms", ("mamba", T, repeats)), f"gla block T={T}"),
+        ]
+    layers = [("layer o_type 1", ("layer_ms", ("1", 1024, repeats)), None)]
+    for row in ("6", "7", "8", "9", "ssm"):
+        label = "layer c_type 0 (SSM)" if row == "ssm" else f"layer o_type {row}"
+        layers.append((label, ("layer_ms", (row, 1024, repeats)), "layer o_type 1"))
+    auto = []
+    for structure in ("scalar", "k"):
+        auto += [
+            (f"{structure}: auto T=4096", ("core_ms", (structure, "auto", 4096, repeats)), None),
+            (f"{structure}: reference T=4096",
+             ("core_ms", (structure, "reference", 4096, repeats)), f"{structure}: auto T=4096"),
+            (f"{structure}: auto T=1024", ("core_ms", (structure, "auto", 1024, repeats)), None),
+            (f"{structure}: auto T=16384",
+             ("core_ms", (structure, "auto", 16384, repeats)), f"{structure}: auto T=1024"),
+        ]  # fmt: skip
+    return core + blocks + layers + auto
+
+
+def run_job(job):
+    name, args = job
+    return {"core_ms": core_ms, "block_ms": block_ms, "layer_ms": layer_ms}[name](*args)
+
+
+def main(in_fresh_process, repeats: int):
+    print(f"platform={jax.default_backend()}, fwd+bwd medians of {repeats}, fresh process per row")
+    print("| row | fwd+bwd ms | compared with | ratio |\n|---|---:|---|---:|", flush=True)
+    seen = {}
+    for label, job, base in rows(repeats):
+        ms = seen[label] = in_fresh_process(job)
+        ratio = "" if base is None else f"{ms / seen[base]:.2f}x"
+        print(f"| {label} | {ms:.1f} | {base or ''} | {ratio} |", flush=True)
