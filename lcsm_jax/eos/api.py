@@ -23,6 +23,7 @@ from lcsm_jax.eos import (
     reference,
     sequence,
 )
+from lcsm_jax.eos.product import ProductDecay
 
 _BACKENDS = {
     "reference": reference.scan,
@@ -188,7 +189,8 @@ def eos_step(e_t, i_t, log_o_t, s_t, state):
     """One recurrence step: ``state' = o_t ⊙ state + e_t i_tᵀ``, ``y_t = state'ᵀ s_t``.
 
     Args are those of ``eos_scan`` without the T axis: e_t [B,H,K], i_t [B,H,D], log_o_t
-    broadcastable to [B,H,K,D] (or a ``Decay`` with k [B,H,K], d [B,H,D], or ``0``), s_t [B,H,K]
+    broadcastable to [B,H,K,D] (or a ``Decay`` with k [B,H,K], d [B,H,D], a ``ProductDecay``
+    with k [B,H,K], d [B,H,D], p broadcastable to [B,H,K,D], or ``0``), s_t [B,H,K]
     or an elementwise [B,H,K,D], and state [B,H,K,D]. It is ``eos_scan`` on T = 1 (one
     reference step) with the time axis added and removed, so chaining it over t reproduces
     ``eos_scan``.
@@ -209,6 +211,12 @@ def eos_step(e_t, i_t, log_o_t, s_t, state):
             k=None if inputs.is_zero_literal(log_o_t.k) else _add_time_axis(log_o_t.k, 3),
             d=None if inputs.is_zero_literal(log_o_t.d) else _add_time_axis(log_o_t.d, 3),
         )
+    elif isinstance(log_o_t, ProductDecay):
+        timed = lambda x, rank: None if x is None else _add_time_axis(x, rank)  # noqa: E731
+        log_o = ProductDecay(
+            k=timed(log_o_t.k, 3), d=timed(log_o_t.d, 3), p=timed(log_o_t.p, 4),
+            fn=log_o_t.fn, scale=log_o_t.scale,
+        )  # fmt: skip
     elif inputs.is_zero_literal(log_o_t):
         log_o = 0
     else:

@@ -127,7 +127,9 @@ def selective_scan(
     u_BxLxD = jnp.transpose(u.astype(jnp.float32), (0, 2, 1))
     scan = dict(segment_ids=segment_ids, backend=backend, chunk_size=chunk_size)
     G = _shared_groups(B, C, Bsz, Dch, N, L)
-    if G is None:  # a per-channel B or C: one head per channel
+    if G is None or backend in ("chunked", "pallas"):
+        # A per-channel B or C (or a backend asked for that reads a K-wise decay faster than a
+        # factored K×D one): one head per channel.
         e = _per_channel(B, "B", Bsz, Dch, N, L)
         s = _per_channel(C, "C", Bsz, Dch, N, L)
         log_o = dt_BxLxD[..., None, None] * jnp.asarray(A, jnp.float32)[None, None, :, :, None]

@@ -30,6 +30,7 @@ def _inputs(structure="d", read="vector", K=1, D=64, T=16, B=1, H=1, dtype=jnp.f
         "d": decay(B, T, H, 1, D),
         "separable": eos.Decay(k=decay(B, T, H, K), d=decay(B, T, H, D)),
         "full": decay(B, T, H, K, D),
+        "product": eos.ProductDecay(d=-decay(B, T, H, D), p=-jnp.exp(normal(1, 1, H, K, D))),
     }[structure]
     s = normal(B, T, H, K, D) if read == "elementwise" else normal(B, T, H, K)
     return normal(B, T, H, K), normal(B, T, H, D), log_o, s

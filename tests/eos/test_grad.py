@@ -120,7 +120,7 @@ def test_backend_gradients_match_reference(structure):
 @pytest.mark.parametrize("structure", STRUCTURES)
 def test_backend_gradients_match_reference_all_options(structure):
     """As above over T × initial state × segments × read, every combination."""
-    _check_gradients(structure, dict.fromkeys(BACKENDS[1:], GRAD_OPTIONS))
+    _check_gradients(structure, dict.fromkeys((*BACKENDS[1:], "recurrent"), GRAD_OPTIONS))
 
 
 def _oracle_grads(case: Case) -> dict:

@@ -30,6 +30,8 @@ def _at(x, t: int):
         return x
     if isinstance(x, eos.Decay):
         return eos.Decay(k=_at(x.k, t), d=_at(x.d, t))
+    if isinstance(x, eos.ProductDecay):  # p is a parameter [H, K, D]: no time axis
+        return eos.ProductDecay(k=_at(x.k, t), d=_at(x.d, t), p=x.p, fn=x.fn, scale=x.scale)
     x = np.asarray(x)
     return x[:, 0] if x.shape[1] == 1 else x[:, t]
 
