@@ -78,7 +78,8 @@ report() {
     for m in $(echo "$1" | tr , ' '); do
       ok=1
       for s in $(echo "$2" | tr , ' '); do for lr in "${LRS[@]}"; do
-        [ -f "$DIR/${m}_d64_seq${s%:*}_kv${s#*:}_lr${lr}/summary.json" ] || ok=0
+        # sweep.py names a run by the lr as a float (3e-3 -> 0.003)
+        [ -f "$DIR/${m}_d64_seq${s%:*}_kv${s#*:}_lr$(printf '%g' "$lr")/summary.json" ] || ok=0
       done; done
       [ $ok = 1 ] && out+=("$m")
     done
