@@ -21,7 +21,9 @@ DEVICES = 8
 BLOCK = 5  # tokens per device: the chunked backend (C = 4) pads inside every block
 T = DEVICES * BLOCK
 RTOL = 1e-5
-STRUCTURES = ("none", "scalar_di", "scalar", "kwise", "dwise", "separable", "full", "complex")
+STRUCTURES = (
+    "none", "scalar_di", "scalar", "kwise", "dwise", "separable", "product", "full", "complex"
+)  # fmt: skip
 BACKENDS = ("reference", "associative", "chunked", "auto")
 
 pytestmark = pytest.mark.skipif(
@@ -54,9 +56,12 @@ def _spec(x, seq, data=None):
     """Time-varying inputs split over `seq` (and B over `data`); broadcast dims replicated."""
     if x is None or isinstance(x, int):
         return None
-    x = np.asarray(x) if not isinstance(x, eos.Decay) else x
     if isinstance(x, eos.Decay):
         return eos.Decay(k=_spec(x.k, seq, data), d=_spec(x.d, seq, data))
+    if isinstance(x, eos.ProductDecay):  # its parameter p [H,K,D] is replicated
+        k, d = _spec(x.k, seq, data), _spec(x.d, seq, data)
+        return eos.ProductDecay(k=k, d=d, p=P(), fn=x.fn, scale=x.scale)
+    x = np.asarray(x)
     b = data if x.shape[0] > 1 else None
     return P(b, seq if x.shape[1] > 1 else None)
 
@@ -84,6 +89,9 @@ def _split_scan(case, backend, mesh, seq="seq", data=None):
             return None
         if isinstance(x, eos.Decay):
             return eos.Decay(k=put(x.k, spec.k), d=put(x.d, spec.d))
+        if isinstance(x, eos.ProductDecay):
+            k, d, p = put(x.k, spec.k), put(x.d, spec.d), put(x.p, spec.p)
+            return eos.ProductDecay(k=k, d=d, p=p, fn=x.fn, scale=x.scale)
         return jax.device_put(jnp.asarray(x), NamedSharding(mesh, spec))
 
     placed = [put(x, sp) for x, sp in zip((e, i, lo, s), specs, strict=True)]
@@ -108,7 +116,7 @@ def _weights(case):
 
 @pytest.mark.parametrize(
     "backend",
-    ["reference", "chunked"]
+    ["reference", "chunked", "recurrent"]
     + [pytest.param(b, marks=pytest.mark.slow) for b in ("associative", "auto")],
 )
 def test_split_equals_unsplit_and_oracle(backend):
@@ -129,6 +137,7 @@ def test_split_equals_unsplit_and_oracle(backend):
 
 
 GRAD_CELLS = [("reference", "full"), ("chunked", "kwise"), ("chunked", "complex")]
+GRAD_CELLS += [("recurrent", "product")]  # what auto runs for Mamba's decay on CPU
 GRAD_CELLS += [
     pytest.param(b, s, marks=pytest.mark.slow)
     for b, s in (
