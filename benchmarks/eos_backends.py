@@ -5,7 +5,6 @@
     python benchmarks/eos_backends.py --T 4096 --structures scalar k --backends reference auto
     python benchmarks/eos_backends.py --write-table   # auto's table (benchmarks/eos_table.py)
     python benchmarks/eos_backends.py --write-table --structures product full   # those classes
-    python benchmarks/eos_backends.py --ratios        # issue 14's ratios (benchmarks/ratios.py)
 
 Times are medians over --repeats runs after compilation. Peak memory is XLA's own estimate for the
 compiled program (arguments + outputs + temporaries), not a measured RSS. Rows whose estimated
@@ -176,13 +175,7 @@ def main():
     parser.add_argument(
         "--write-table", action="store_true", help="measure the class grid, write auto's table"
     )
-    parser.add_argument("--ratios", action="store_true", help="issue 14's ratios (ratios.py)")
     args = parser.parse_args()
-    if args.ratios:
-        import ratios  # noqa: PLC0415  (benchmarks/ratios.py)
-
-        ratios.main(lambda job: _in_fresh_process(job, ratios.run_job), args.repeats)
-        return
     if args.write_table:
         import eos_table  # noqa: PLC0415  (benchmarks/eos_table.py)
 

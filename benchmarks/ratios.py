@@ -1,7 +1,11 @@
 """The ratios of issue 14: non-separable decays, the Mamba block and o_types 6-9 against their
-separable counterparts, and `auto` against the reference (`python benchmarks/eos_backends.py
---ratios`). Every row runs forward+backward in a fresh process (median of --repeats after
-compilation); the table prints each time and its ratio to the row it is compared with.
+separable counterparts, and `auto` against the reference.
+
+    python benchmarks/ratios.py --repeats 3
+
+Every row runs forward+backward in a fresh process (median of --repeats after compilation, the
+timing and process helpers of `eos_backends.py`); the table prints each time and its ratio to
+the row it is compared with.
 
 Core rows: B=4, H=4, K=D=64, T=4096, float32, grads of every input. "product" is Mamba's
 exp(Δ ⊗ A) given factored (`eos.ProductDecay`); "full" is a data-dependent [B,T,H,K,D] log-decay
@@ -13,26 +17,17 @@ Layers: the grid's EOSLayer (B=8, M=256, K=64, one head, T=1024), o_types 6-9 an
 
 from __future__ import annotations
 
-import time
+import argparse
 
+import eos_backends  # benchmarks/eos_backends.py
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from lcsm_jax import catalogue
 from lcsm_jax.layers import EOSConfig, EOSLayer
 
 CORE = (4, 4, 64, 64)  # B, H, K, D
-
-
-def _median_ms(fn, args, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def _module_ms(module, x, repeats: int) -> float:
@@ -43,7 +38,7 @@ def _module_ms(module, x, repeats: int) -> float:
 
     step = jax.jit(jax.grad(loss, argnums=(0, 1)))
     jax.block_until_ready(step(params, x))
-    return _median_ms(step, (params, x), repeats)
+    return 1e3 * eos_backends._median_time(step, (params, x), repeats)[0]
 
 
 def block_ms(name: str, T: int, repeats: int) -> float:
@@ -61,8 +56,6 @@ def layer_ms(row: str, T: int, repeats: int) -> float:
 
 
 def core_ms(structure: str, backend: str, T: int, repeats: int, elementwise_di=False) -> float:
-    import eos_backends  # noqa: PLC0415  (benchmarks/eos_backends.py)
-
     B, H, K, D = CORE
     row = eos_backends.bench_one(
         structure, backend, (B, T, H, K, D), repeats, 64.0, elementwise_di=elementwise_di
@@ -109,11 +102,18 @@ def run_job(job):
     return {"core_ms": core_ms, "block_ms": block_ms, "layer_ms": layer_ms}[name](*args)
 
 
-def main(in_fresh_process, repeats: int):
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    repeats = parser.parse_args().repeats
     print(f"platform={jax.default_backend()}, fwd+bwd medians of {repeats}, fresh process per row")
     print("| row | fwd+bwd ms | compared with | ratio |\n|---|---:|---|---:|", flush=True)
     seen = {}
     for label, job, base in rows(repeats):
-        ms = seen[label] = in_fresh_process(job)
+        ms = seen[label] = eos_backends._in_fresh_process(job, run_job)
         ratio = "" if base is None else f"{ms / seen[base]:.2f}x"
         print(f"| {label} | {ms:.1f} | {base or ''} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -106,6 +106,13 @@ def _broadcastable(x: Array, target: tuple[int, ...], name: str, dims: str) -> A
     return x
 
 
+def unbroadcast(g, shape):
+    """Sums g over the axes where `shape` (same rank) has size 1: the cotangent of an input
+    broadcast to g's shape (a decay shared over b, h, K or D; a fixed s)."""
+    axes = tuple(a for a, (n, m) in enumerate(zip(shape, g.shape, strict=True)) if n == 1 < m)
+    return jnp.sum(g, axis=axes, keepdims=True) if axes else g
+
+
 def is_zero_literal(x) -> bool:
     return x is None or (isinstance(x, int | float) and not isinstance(x, bool) and x == 0)
 

@@ -30,17 +30,12 @@ import jax
 import jax.numpy as jnp
 
 from lcsm_jax.eos import log_sums
+from lcsm_jax.eos.inputs import unbroadcast
 
 
 def _suffix_sum(a):
     """Σ_{v≥u} a_v along the chunk axis (-2)."""
     return jnp.flip(log_sums.cumsum(jnp.flip(a, -2)), -2)  # a cotangent: no phase wrapping
-
-
-def _unbroadcast(g, shape):
-    """Sums g over the axes where `shape` has size 1 (a decay shared over b, h, or X)."""
-    axes = tuple(a for a, (n, m) in enumerate(zip(shape, g.shape, strict=True)) if n == 1 < m)
-    return jnp.sum(g, axis=axes, keepdims=True) if axes else g
 
 
 def _strict(pair):
@@ -88,7 +83,7 @@ def _intra_bwd(fn, res, dy):
         shape, dtype = spec
         if not jnp.issubdtype(dtype, jnp.complexfloating) and jnp.iscomplexobj(g):
             g = jnp.real(g)
-        return _unbroadcast(g, shape).astype(dtype)
+        return unbroadcast(g, shape).astype(dtype)
 
     grads = [back(g, spec) for g, spec in zip((ds, de, di, dlk, dld), shapes, strict=True)]
     return (*grads, None)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lcsm_jax.eos.inputs import Problem, vary_like
+from lcsm_jax.eos.inputs import Problem, unbroadcast, vary_like
 from lcsm_jax.eos.reference import PRECISION, Step, initial_memory, oscillation, split_time, step
 
 DEFAULT_BLOCK = 64  # checkpoint interval C: memory T/C + C states; measured in benchmarks/
@@ -108,7 +108,7 @@ def _make_run(join, is_float, block: int, T: int):
             def one(floats_t, consts):  # the step's differentiable inputs
                 return step_of(floats_t, flags_t, consts)._replace(reset=None)
 
-            x, x_vjp = jax.vjp(one, floats_t, consts)
+            _, x_vjp = jax.vjp(one, floats_t, consts)
             dm, dx = step_vjp(m, step_of(floats_t, flags_t, consts), dm, dy_t)
             dfloats_t, dc = x_vjp(dx)
             return (dm, jax.tree.map(jnp.add, dconsts, dc)), dfloats_t
@@ -150,12 +150,6 @@ def _make_run(join, is_float, block: int, T: int):
     return run
 
 
-def _unbroadcast(x, shape):
-    """Sums `x` over the axes where `shape` (same rank) has size 1."""
-    axes = tuple(a for a, (n, m) in enumerate(zip(x.shape, shape, strict=True)) if m == 1 < n)
-    return jnp.sum(x, axis=axes, keepdims=True) if axes else x
-
-
 def step_vjp(m_prev, x: Step, dm, dy):
     """The transpose of one step `m = o ⊙ m_prev + e iᵀ`, `y = read(s, m)` at `m_prev`.
 
@@ -168,7 +162,7 @@ def step_vjp(m_prev, x: Step, dm, dy):
     m = m_prev if o_eff is None else o_eff * m_prev
     m = m + x.e[..., :, None] * x.i[..., None, :]
     if x.s.ndim == m.ndim:  # elementwise read y[c] = Σ_r s[r,c] m[r,c]
-        ds = _unbroadcast(m * dy[..., None, :], x.s.shape)
+        ds = unbroadcast(m * dy[..., None, :], x.s.shape)
         g = dm + x.s * dy[..., None, :]
     else:
         ds = jnp.einsum("bhkd,bhd->bhk", m, dy, precision=PRECISION)
@@ -178,7 +172,7 @@ def step_vjp(m_prev, x: Step, dm, dy):
     dlogs = (None,) * 4
     if o is not None:
         do = g * m_prev if keep is None else jnp.where(keep, g * m_prev, 0.0)
-        dlogs = o_vjp(_unbroadcast(do, o.shape).astype(o.dtype))
+        dlogs = o_vjp(unbroadcast(do, o.shape).astype(o.dtype))
     dm_prev = g if o_eff is None else (g * o_eff).astype(g.dtype)
     dx = Step(e=de, i=di, s=ds, lk=dlogs[0], ld=dlogs[1], lo=dlogs[2], lp=dlogs[3], reset=None)
     return dm_prev, dx

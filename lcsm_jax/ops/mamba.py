@@ -33,52 +33,32 @@ def _delta(op, delta_BxLxC, bias, bias_name, softplus):
     return jax.nn.softplus(delta) if softplus else delta
 
 
-def _per_channel(x, name, Bsz, Dch, N, L):
-    """B or C of selective_scan as [B, L, D, N]: fixed [D, N], [B, N, L] or grouped [B, G, N, L]."""
-    x = jnp.asarray(x, jnp.float32)
+def _groups(x, name, Bsz, Dch, N, L) -> int | None:
+    """Checks B or C of selective_scan; its channel groups: None for a fixed per-channel [D, N],
+    1 for [B, N, L], G for [B, G, N, L]."""
+    x = jnp.asarray(x)
     check_real("selective_scan", name, x)
     if x.ndim == 2:
         check_shape("selective_scan", name, x, (Dch, N), "[D,N]")
-        return jnp.broadcast_to(x[None, None], (Bsz, L, Dch, N))
+        return None
     if x.ndim == 3:
         check_shape("selective_scan", name, x, (Bsz, N, L), "[B,N,L]")
-        return jnp.broadcast_to(jnp.transpose(x, (0, 2, 1))[:, :, None], (Bsz, L, Dch, N))
+        return 1
     if x.ndim == 4:
         G = x.shape[1]
         if G < 1 or Dch % G:
             raise ValueError(f"selective_scan: {name} has {G} groups, which must divide D={Dch}")
         check_shape("selective_scan", name, x, (Bsz, G, N, L), "[B,G,N,L]")
-        x = jnp.repeat(jnp.transpose(x, (0, 3, 1, 2)), Dch // G, axis=2)
-        return x
+        return G
     raise ValueError(f"selective_scan: {name} must be [D,N], [B,N,L] or [B,G,N,L], got {x.shape}")
 
 
-def _shared_groups(B, C, Bsz, Dch, N, L) -> int | None:
-    """The number of channel groups sharing B_t and C_t, or None when B or C is a fixed
-    per-channel [D, N] (or the two are grouped differently). Shapes are checked here."""
-    groups = []
-    for name, x in (("B", B), ("C", C)):
-        x = jnp.asarray(x)
-        check_real("selective_scan", name, x)
-        if x.ndim == 2:
-            check_shape("selective_scan", name, x, (Dch, N), "[D,N]")
-            return None
-        if x.ndim == 3:
-            check_shape("selective_scan", name, x, (Bsz, N, L), "[B,N,L]")
-            groups.append(1)
-        elif x.ndim == 4:
-            G = x.shape[1]
-            if G < 1 or Dch % G:
-                raise ValueError(
-                    f"selective_scan: {name} has {G} groups, which must divide D={Dch}"
-                )
-            check_shape("selective_scan", name, x, (Bsz, G, N, L), "[B,G,N,L]")
-            groups.append(G)
-        else:
-            raise ValueError(
-                f"selective_scan: {name} must be [D,N], [B,N,L] or [B,G,N,L], got {x.shape}"
-            )
-    return groups[0] if groups[0] == groups[1] else None
+def _per_channel(x, G, Bsz, Dch, N, L):
+    """A checked B or C (`G` from `_groups`) as [B, L, D, N] float32."""
+    x = jnp.asarray(x, jnp.float32)
+    if G is None:
+        return jnp.broadcast_to(x[None, None], (Bsz, L, Dch, N))
+    return jnp.repeat(_grouped(x, Bsz, G, N, L), Dch // G, axis=2)
 
 
 def _grouped(x, Bsz, G, N, L):
@@ -126,12 +106,13 @@ def selective_scan(
     dt_BxLxD = _delta("selective_scan", delta_BxLxD, delta_bias, "delta_bias", delta_softplus)
     u_BxLxD = jnp.transpose(u.astype(jnp.float32), (0, 2, 1))
     scan = dict(segment_ids=segment_ids, backend=backend, chunk_size=chunk_size)
-    G = _shared_groups(B, C, Bsz, Dch, N, L)
+    G_B, G_C = _groups(B, "B", Bsz, Dch, N, L), _groups(C, "C", Bsz, Dch, N, L)
+    G = G_B if G_B == G_C else None  # the groups sharing B_t and C_t, if B and C agree
     if G is None or backend in ("chunked", "pallas"):
         # A per-channel B or C (or a backend asked for that reads a K-wise decay faster than a
         # factored K×D one): one head per channel.
-        e = _per_channel(B, "B", Bsz, Dch, N, L)
-        s = _per_channel(C, "C", Bsz, Dch, N, L)
+        e = _per_channel(B, G_B, Bsz, Dch, N, L)
+        s = _per_channel(C, G_C, Bsz, Dch, N, L)
         log_o = dt_BxLxD[..., None, None] * jnp.asarray(A, jnp.float32)[None, None, :, :, None]
         y, last = api.eos_scan(e, (dt_BxLxD * u_BxLxD)[..., None], log_o, s, **scan)
         out, last = y[..., 0], last[..., 0]
