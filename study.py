@@ -30,6 +30,9 @@ _TASK = flags.DEFINE_enum("task", "mqar", TASKS, "the task the cells train on")
 _BUDGET = flags.DEFINE_string("budget", "cpu", "smoke, cpu or paper (configs/studies/budgets.py)")
 _OUT = flags.DEFINE_string("out", None, "directory for NAME.md, NAME.png and the runs")
 _SET = flags.DEFINE_string("set", "", "extra overrides for every run, key=value,...")
+_SEEDS = flags.DEFINE_list(
+    "seeds", None, "train only these seeds (default: the budget's), e.g. 0 for every study first"
+)
 _REPORT = flags.DEFINE_bool("report", False, "only write the table and plot from finished runs")
 flags.mark_flags_as_required(["study", "out"])
 
@@ -68,6 +71,12 @@ def _budget() -> study.Budget:
             except (ValueError, SyntaxError):
                 extra[key] = raw  # a bare string such as corpus=wikitext-103
         budget = dataclasses.replace(budget, overrides={**budget.overrides, **extra})
+    if _SEEDS.value:
+        try:
+            seeds = tuple(int(s) for s in _SEEDS.value)
+        except ValueError:
+            raise SystemExit(f"error: --seeds {','.join(_SEEDS.value)!r} are not integers") from None
+        budget = dataclasses.replace(budget, seeds=seeds)
     return budget
 
 

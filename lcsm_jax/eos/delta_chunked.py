@@ -16,6 +16,13 @@ Every D[t, i] is exp of a sum over (i, t] of log gates of one sign, taken by a c
 the masked gates (never as a difference of two prefix sums, which would cancel in float32 under
 strong gates), and is masked to pairs in one segment. The chunk step runs under `jax.checkpoint`, so
 the backward pass keeps only the T/C chunk-entry states and recomputes each chunk's [C, C] terms.
+
+Per-key gates have two paths, chosen once per call as the chunked GLA backend chooses (one
+`lax.cond` on the gates' size): where every |G_t - G_mid| about each chunk's middle step is at
+most `SAFE_EXPONENT`, D[t, i] = exp(G_t - G_mid)·exp(G_mid - G_i) factors and the pair terms are
+two [C, K] × [K, C] matmuls ("midpoint", chunks of `DEFAULT_CHUNK`); otherwise (gates of several
+units per step) the [C, C, K] pairwise decays are formed ("pairwise", chunks of
+`DEFAULT_CHUNK_PER_KEY`), exact for any gate.
 """
 
 from __future__ import annotations
@@ -23,13 +30,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from lcsm_jax.eos import log_sums
+from lcsm_jax.eos.chunk_math import SAFE_EXPONENT
 from lcsm_jax.eos.delta_inputs import DeltaProblem, ends
 from lcsm_jax.eos.inputs import vary_like
 
 PRECISION = jax.lax.Precision.HIGHEST
 # Measured on the 2-core CPU (benchmarks/delta_rule.py, B=4 H=4 K=V=64 T=4096, fwd+bwd): chunk 16
-# is fastest without a gate and with a scalar one (64 was 2.6x slower), 8 with a per-key gate,
-# whose [C, C, K] pairwise decays cost C·K exponentials per token.
+# is fastest without a gate, with a scalar one (64 was 2.6x slower) and with a per-key one on the
+# midpoint path; 8 on the per-key pairwise path, whose [C, C, K] decays cost C·K exponentials per
+# token.
 DEFAULT_CHUNK = 16
 DEFAULT_CHUNK_PER_KEY = 8
 
@@ -68,7 +78,57 @@ def unit_lower_solve(A_BxHxCxC, rhs_BxHxCxV):
     return jax.lax.fori_loop(0, C, row, jnp.zeros_like(rhs_BxHxCxV))
 
 
-def _chunk_step(p: DeltaProblem, want_finals: bool):
+def _midpoint_safe(g, C: int):
+    """True when factoring each chunk's decays about its middle step is exact for these gates
+    [B, T, H, K] (T a multiple of C): the sum of |g| from the middle step to either end of the
+    chunk, which bounds |G_t - G_mid|, is at most SAFE_EXPONENT."""
+    B, T, H, K = g.shape
+    steps = jnp.abs(g).reshape(B, T // C, C, H, K)
+    mid = C // 2
+    worst = jnp.maximum(
+        jnp.max(jnp.sum(steps[:, :, 1 : mid + 1], axis=2)),
+        jnp.max(jnp.sum(steps[:, :, mid + 1 :], axis=2), initial=0.0),
+    )
+    return jax.lax.stop_gradient(worst) <= SAFE_EXPONENT
+
+
+def _midpoint_factors(g):
+    """(exp(G_t - G_mid), exp(G_mid - G_t)) [..., C, K]; clipped so that the unused branch of the
+    path choice (both run under vmap) stays finite."""
+    bound = SAFE_EXPONENT + 1
+    up = jnp.exp(jnp.clip(log_sums.from_midpoint(g), -bound, bound))
+    return up, 1 / up
+
+
+def _pair_terms(q, k, g, incl, per_key: bool, midpoint: bool):
+    """(A[t, i] = (k_t ⊙ D[t,i])·k_i, P[t, i] = (q_t ⊙ D[t,i])·k_i, D[C-1, :] ⊙ k and, for the
+    per-segment states, (up, down) or the full D [B,H,t,i,R]); all masked to same-segment t ≥ i."""
+    C = q.shape[2]
+    mask = incl[:, None]  # [B, 1, t, i]
+    if midpoint:
+        up, down = _midpoint_factors(g)
+        kd = k * down
+        A = _einsum("bhtk,bhik->bhti", k * up, kd)
+        P = _einsum("bhtk,bhik->bhti", q * up, kd)
+        last = jnp.exp(log_sums.after(g)) * incl[:, None, -1, :, None].astype(g.dtype)
+        return jnp.where(mask, A, 0), jnp.where(mask, P, 0), last * k, (up, kd)
+    # D[t, i] = exp Σ_{i<τ<=t} g_τ, a cumulative sum of the gates masked to τ > i.
+    t_idx = jnp.arange(C)
+    after = t_idx[None, :] > t_idx[:, None]  # [i, τ]
+    masked = jnp.where(after[None, None, :, :, None], g[:, :, None], 0.0)  # [B,H,i,τ,R]
+    delta = jnp.swapaxes(jnp.cumsum(masked, axis=3), 2, 3)  # [B,H,t,i,R]
+    m5 = mask[..., None]
+    D = jnp.where(m5, jnp.exp(jnp.where(m5, delta, 0.0)), 0.0)
+    if per_key:
+        A = _einsum("bhtk,bhik,bhtik->bhti", k, k, D)
+        P = _einsum("bhtk,bhik,bhtik->bhti", q, k, D)
+    else:
+        A = _einsum("bhtk,bhik->bhti", k, k) * D[..., 0]
+        P = _einsum("bhtk,bhik->bhti", q, k) * D[..., 0]
+    return A, P, D[:, :, -1] * k, D
+
+
+def _chunk_step(p: DeltaProblem, want_finals: bool, midpoint: bool = False):
     per_key = p.g.shape[-1] > 1
     table = p.h0 if (p.per_segment and p.h0 is not None) else None
 
@@ -81,20 +141,9 @@ def _chunk_step(p: DeltaProblem, want_finals: bool):
         same = count[:, :, None] == count[:, None, :]  # [B, t, i]
         incl = same & (t_idx[:, None] >= t_idx[None, :])[None]
         first = count == 0  # [B, C]: t's segment entered this chunk from S
-        # Δ[t, i] = Σ_{i<τ<=t} g_τ as a cumulative sum of the gates masked to τ > i.
-        after = t_idx[None, :] > t_idx[:, None]  # [i, τ]
-        masked = jnp.where(after[None, None, :, :, None], g[:, :, None], 0.0)  # [B,H,i,τ,R]
-        delta = jnp.swapaxes(jnp.cumsum(masked, axis=3), 2, 3)  # [B,H,t,i,R]
-        mask = incl[:, None, :, :, None]
-        D = jnp.where(mask, jnp.exp(jnp.where(mask, delta, 0.0)), 0.0)
+        A, P, kd_last, pairs = _pair_terms(q, k, g, incl, per_key, midpoint)
         # Log decay from the segment's entry (or the chunk start) to t, inclusive.
         G_enter = _einsum("bti,bhir->bhtr", incl.astype(g.dtype), g)
-        if per_key:
-            A = _einsum("bhtk,bhik,bhtik->bhti", k, k, D)
-            P = _einsum("bhtk,bhik,bhtik->bhti", q, k, D)
-        else:
-            A = _einsum("bhtk,bhik->bhti", k, k) * D[..., 0]
-            P = _einsum("bhtk,bhik->bhti", q, k) * D[..., 0]
         A = beta[..., :, None] * A * (t_idx[:, None] > t_idx[None, :])[None, None]
         decay_in = jnp.exp(G_enter)  # [B,H,C,R]
         ke, qe = decay_in * k, decay_in * q
@@ -112,11 +161,14 @@ def _chunk_step(p: DeltaProblem, want_finals: bool):
         rhs = beta[..., None] * (v - base_k)
         U = unit_lower_solve(A, rhs)
         o = base_q + _einsum("bhti,bhiv->bhtv", P, U)
-        kd_last = D[:, :, -1] * k  # [B,H,C,K]
         S_next = decay_in[:, :, -1, :, None] * enter_last + _einsum("bhik,bhiv->bhkv", kd_last, U)
         if want_finals:  # the state after every token, kept where a segment ends (B = 1)
-            kd = D * k[:, :, None]  # [B,H,t,i,K]
-            S_all = _einsum("bhtik,bhiv->bhtkv", kd, U)
+            if midpoint:  # Σ_i [i ≤ t] up_t ⊙ (down_i ⊙ k_i) u_iᵀ
+                up, kd = pairs
+                S_all = _einsum("bti,bhik,bhiv->bhtkv", incl.astype(U.dtype), kd, U)
+                S_all = up[..., None] * S_all
+            else:
+                S_all = _einsum("bhtik,bhiv->bhtkv", pairs * k[:, :, None], U)
             if table is None:
                 S_all = S_all + decay_in[..., None] * keep[..., None] * S[:, :, None]
             else:
@@ -130,9 +182,20 @@ def _chunk_step(p: DeltaProblem, want_finals: bool):
 
 def scan(p: DeltaProblem, chunk_size=None, return_segment_states: bool = False):
     """Returns (o [B,T,H,V], final state [B,H,K,V], per-segment final states [N,H,K,V] or None)."""
+    if p.g.shape[-1] == 1:
+        return _scan(p, chunk_size or DEFAULT_CHUNK, return_segment_states, False)
+    C_mid = chunk_size or DEFAULT_CHUNK
+    pad = -p.g.shape[1] % C_mid
+    return jax.lax.cond(
+        _midpoint_safe(_pad_time(p.g, pad), C_mid),
+        lambda: _scan(p, C_mid, return_segment_states, True),
+        lambda: _scan(p, chunk_size or DEFAULT_CHUNK_PER_KEY, return_segment_states, False),
+    )
+
+
+def _scan(p: DeltaProblem, C: int, return_segment_states: bool, midpoint: bool):
     B, T, H, K = p.q.shape
     V = p.v.shape[-1]
-    C = chunk_size or (DEFAULT_CHUNK_PER_KEY if p.g.shape[-1] > 1 else DEFAULT_CHUNK)
     n = -(-T // C)
     pad = n * C - T
     # Padding tokens do nothing: k = q = v = β = 0, α = 1, inside the last segment.
@@ -147,7 +210,8 @@ def scan(p: DeltaProblem, chunk_size=None, return_segment_states: bool = False):
     S0 = vary_like(S0, p.q, p.k, p.v, p.beta, p.g, p.starts)
     finals = jnp.zeros((p.num_segments, H, K, V), dt) if return_segment_states else None
     finals = None if finals is None else vary_like(finals, S0, p.h0)
-    (S, finals), o = jax.lax.scan(_chunk_step(p, return_segment_states), (S0, finals), xs)
+    step = _chunk_step(p, return_segment_states, midpoint)
+    (S, finals), o = jax.lax.scan(step, (S0, finals), xs)
     o = jnp.moveaxis(o, 0, 1)  # [B, n, H, C, V]
     o = jnp.swapaxes(o, 2, 3).reshape(B, n * C, H, V)[:, :T]
     return o, S, finals

@@ -14,7 +14,9 @@ from lcsm_jax import eos
 B, H, K, V = 2, 2, 4, 3
 C = 8  # chunk size of the tests, so T crosses chunk boundaries
 TS = (1, C - 1, C, C + 1, 3 * C + 5)
-GATES = ("none", "scalar", "key")
+# key: gates of 0..3 per step, on the chunked backend's midpoint path; key_strong: 2..12 per step,
+# too strong to factor about a chunk's middle (its pairwise path).
+GATES = ("none", "scalar", "key", "key_strong")
 BACKENDS = ("reference", "chunked")
 RTOL = 1e-5
 
@@ -48,6 +50,8 @@ def _inputs(T, gate, seed=0, strength=(0.0, 3.0), Bn=B):
     rng = np.random.default_rng(seed)
     k = rng.normal(size=(Bn, T, H, K))
     g = None
+    if gate == "key_strong":
+        gate, strength = "key", (2.0, 12.0)
     if gate == "scalar":
         g = -rng.uniform(*strength, size=(Bn, T, H))
     elif gate == "key":
