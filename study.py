@@ -75,7 +75,8 @@ def _budget() -> study.Budget:
         try:
             seeds = tuple(int(s) for s in _SEEDS.value)
         except ValueError:
-            raise SystemExit(f"error: --seeds {','.join(_SEEDS.value)!r} are not integers") from None
+            given = ",".join(_SEEDS.value)
+            raise SystemExit(f"error: --seeds {given!r} are not integers") from None
         budget = dataclasses.replace(budget, seeds=seeds)
     return budget
 

@@ -192,6 +192,8 @@ def test_cli_errors_name_the_problem(tmp_path):
     assert "unknown budget 'huge'" in run("--study", "tau", "--budget", "huge").stderr
     bad = run("--study", "tau", "--budget", "smoke", "--set", "no_such_key=1")
     assert bad.returncode != 0 and "unknown config override 'no_such_key'" in bad.stderr
+    seeds = run("--study", "tau", "--budget", "smoke", "--seeds", "0,x")
+    assert seeds.returncode != 0 and "--seeds '0,x' are not integers" in seeds.stderr
 
 
 @pytest.mark.slow
