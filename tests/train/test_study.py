@@ -63,6 +63,31 @@ def test_every_study_cell_is_a_valid_experiment_on_every_budget(task):
                     assert options[key.removeprefix("model.mixer_options.")] == value
 
 
+@pytest.mark.parametrize("budget", ["smoke", "cpu", "paper"])
+def test_the_lrcssm_comparison_builds_every_cell_on_uea(budget):
+    """Each cell's mixer is a catalogue entry that builds at the classifier's width."""
+    from flax import nnx
+
+    from lcsm_jax import catalogue
+
+    definition, spec_budget = _study("lrcssm"), BUDGETS["uea"][budget]
+    base, aliases = _base(spec_budget)
+    first = (spec_budget.seeds[0], spec_budget.lrs[0])
+    specs = [s for s in study.plan(definition, spec_budget) if (s.seed, s.lr) == first]
+    assert [s.cell.overrides["model"] for s in specs] == ["lrcssm", "lru", "s5", "mamba"]
+    for spec in specs:
+        exp = experiment.translate(study.configure(base, aliases, definition, spec_budget, spec))
+        m = exp.model
+        assert exp.task == "uea" and m.mixer == spec.cell.overrides["model"]
+        options = {k: v for k, v in m.mixer_options if k != "solver"}
+        built = nnx.eval_shape(
+            lambda m=m, o=options: catalogue.build(
+                m.mixer, embed_dim=m.hidden, rngs=nnx.Rngs(0), **o
+            )
+        )
+        assert built is not None
+
+
 def test_plan_is_seed_major_and_names_runs():
     definition = _study("parameterisation")
     budget = dataclasses.replace(BUDGETS["mqar"]["cpu"], seeds=(0, 1))
