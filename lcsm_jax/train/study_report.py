@@ -1,7 +1,8 @@
 """A study's table (`NAME.md`) and plot (`NAME.png`) from its run records.
 
 Per (cell, slice): the value of each lr is the mean over its finished seeds; the table shows the
-best lr's mean, the lr, and the seeds' spread (max - min, with the count); a diverged run counts
+best lr's mean ± the seeds' standard deviation, the lr, and the seeds' spread (max - min, with
+the count); a diverged run counts
 as the worst value. Runs not finished yet show as "–" and are counted in the header, so a
 partial table says so.
 """
@@ -30,7 +31,8 @@ def _slice_label(s: tuple) -> str:
 
 
 def best(records: list[dict]) -> dict:
-    """{(cell, slice): dict(value, lr, spread, seeds, per_lr)} over the finished runs."""
+    """{(cell, slice): dict(value, lr, spread, std, seeds, per_lr)} over the finished runs (std:
+    the seeds' sample standard deviation at the chosen lr)."""
     grouped: dict = {}
     for r in records:
         grouped.setdefault((r["cell"], _slice_key(r)), {}).setdefault(r["lr"], []).append(r)
@@ -49,6 +51,7 @@ def best(records: list[dict]) -> dict:
             value=mean if math.isfinite(mean) else None,
             lr=pick,
             spread=(max(finite) - min(finite)) if len(finite) > 1 else None,
+            std=statistics.stdev(finite) if len(finite) > 1 else None,
             seeds=len(values),
             per_lr={lr: m for lr, (m, _) in per_lr.items()},
         )
@@ -68,7 +71,8 @@ def markdown(study: Study, budget: Budget, records: list[dict], *, header: str =
         f"Budget `{budget.name}`: {len(records)} of {len(specs)} runs finished; "
         f"{metric} ({'higher' if maximize else 'lower'} is better) at the best of lr "
         f"{{{', '.join(f'{lr:g}' for lr in budget.lrs)}}}, mean over seeds "
-        f"{{{', '.join(map(str, budget.seeds))}}}; spread = max - min over the seeds.",
+        f"{{{', '.join(map(str, budget.seeds))}}} ± their standard deviation; spread = max - min "
+        "over the seeds (their count).",
     ]
     if budget.note:
         lines += ["", budget.note]
@@ -87,6 +91,8 @@ def markdown(study: Study, budget: Budget, records: list[dict], *, header: str =
                 row += " – | | |"
                 continue
             value = "diverged" if b["value"] is None else f"{b['value']:.3f}"
+            if b["value"] is not None and b["std"] is not None:
+                value += f" ± {b['std']:.3f}"
             spread = "" if b["spread"] is None else f"{b['spread']:.3f} ({b['seeds']})"
             row += f" {value} | {b['lr']:g} | {spread} |"
         lines.append(row)

@@ -122,7 +122,10 @@ PATH_RANGES = {"midpoint": (-0.05, 0.0), "halves": (-1.5, -1.3), "exact": (-20.0
 AXES = {"kwise": {"k": (K,)}, "dwise": {"d": (D,)}, "separable": {"k": (K,), "d": (D,)}}
 
 
-@pytest.mark.parametrize("axes", list(AXES))
+# dwise is kwise's code path on the other axis; separable runs both: dwise in the slow run only.
+@pytest.mark.parametrize(
+    "axes", [a if a != "dwise" else pytest.param(a, marks=pytest.mark.slow) for a in AXES]
+)
 @pytest.mark.parametrize("path", list(PATH_RANGES))
 def test_chunked_decay_gradients_on_every_path(path, axes):
     """Each intra-chunk path of the chunked backend (chunk 64), with segments cutting chunks and
@@ -147,7 +150,12 @@ def test_chunked_decay_gradients_on_every_path(path, axes):
     _check_rest(got, g, f"{path}/{axes}")
 
 
-@pytest.mark.parametrize("theta", [0.5, np.pi, 2 * np.pi], ids=["0.5", "pi", "2pi"])
+# The default run keeps the largest phase (the hardest case); the slow run adds the smaller ones.
+@pytest.mark.parametrize(
+    "theta",
+    [pytest.param(t, marks=pytest.mark.slow, id=i) for t, i in ((0.5, "0.5"), (np.pi, "pi"))]
+    + [pytest.param(2 * np.pi, id="2pi")],
+)
 @pytest.mark.parametrize("backend", ["chunked", pytest.param("reference", marks=pytest.mark.slow)])
 def test_rotations_with_large_phase_per_step(backend, theta):
     """Complex decays turning by up to 2π per step: the chunked backend's phase sums (fixed point,

@@ -104,6 +104,19 @@ def test_an_unmeasured_class_falls_back_to_the_rules(monkeypatch):
     assert "rule:" in eos.explain(*_inputs("full", K=4, T=64), platform="gpu")
 
 
+def test_a_short_unmeasured_sequence_runs_sequentially(monkeypatch):
+    """At most one chunk to parallelise: the reference scan, unless this T was measured."""
+    _fake_table(monkeypatch, t1024=("associative", None))
+    for platform in ("cpu", "gpu", "tpu"):
+        short = eos.problem(*_inputs("k", K=64, T=dispatch.SHORT_T))
+        assert eos.resolve_backend("auto", short, platform) == "reference"
+    assert "rule: T <= 16 runs sequentially" in eos.explain(*_inputs(T=5), platform="cpu")
+    longer = eos.problem(*_inputs("k", K=64, T=dispatch.SHORT_T + 1))
+    assert eos.resolve_backend("auto", longer, "cpu") == "chunked"
+    _fake_table(monkeypatch, t1024=("associative", None), t16=("chunked", 8))
+    assert dispatch.choose(eos.problem(*_inputs(T=16)), "cpu").backend == "chunked"
+
+
 def test_no_table_means_the_rules(monkeypatch):
     monkeypatch.setattr(dispatch, "table", lambda platform: {})
     assert eos.resolve_backend("auto", eos.problem(*_inputs(T=64)), "tpu") == "chunked"

@@ -94,8 +94,8 @@ def test_complex128_rotations_match_the_loop(backend):
 
 def test_pallas_refuses_float64_and_auto_avoids_it():
     with jax.enable_x64(True):
-        e = jnp.ones((1, 4, 1, 2), jnp.float64)
-        i = jnp.ones((1, 4, 1, 2), jnp.float64)
+        e = jnp.ones((1, 32, 1, 2), jnp.float64)  # T > dispatch.SHORT_T: not the short rule
+        i = jnp.ones((1, 32, 1, 2), jnp.float64)
         with pytest.raises(ValueError, match="backend 'pallas' does not support float64"):
             eos.eos_scan(e, i, -0.5, e, backend="pallas")
         assert eos.explain(e, i, -0.5, e, platform="gpu").startswith("auto -> chunked ")

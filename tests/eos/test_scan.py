@@ -30,6 +30,14 @@ from .cases import (
 )
 
 RTOL = 2e-5
+# `auto` runs one of the other backends (on CPU: chunked, or recurrent for full and product
+# decays), each checked on its own: the default run keeps `auto` for the structures that show
+# its dispatch works; the slow run (`make test-slow`) checks every structure through it too.
+AUTO_FAST = ("none", "scalar", "product")
+# The per-form tests below take `auto` in the slow run only, for the same reason.
+FAST_BACKENDS = [b if b != "auto" else pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS]
+PAIRS = [(b, s) for b in BACKENDS for s in STRUCTURES]
+FAST_PAIRS = [(b, s) for b, s in PAIRS if b != "auto" or s in AUTO_FAST]
 OPTIONS = list(itertools.product(TS, (False, True), (False, True), (False, True)))
 # Eagerly every op runs on its own and every inner scan compiles apart (~0.3 s per case), so
 # the un-jitted variant runs one length with everything on; the jitted one every combination.
@@ -56,16 +64,8 @@ def _check_case(case: Case, backend: str, wrap=jax.jit, rtol: float = RTOL) -> N
     _check_outputs(case, *run_case(case, backend, wrap=wrap), rtol=rtol)
 
 
-class OracleAgreementTest(chex.TestCase):
-    """The core agreement test; each parameterisation covers T × init × segments × read."""
-
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(
-        (f"{backend}_{structure}", backend, structure)
-        for backend in BACKENDS
-        for structure in STRUCTURES
-    )
-    def test_matches_oracle(self, backend, structure):
+class _Agreement(chex.TestCase):
+    def check(self, backend, structure):
         jitted = self.variant.type == chex.ChexVariantType.WITH_JIT
         supported, labelled = [], []
         for T, init, seg, elementwise in OPTIONS if jitted else EAGER_OPTIONS:
@@ -86,6 +86,27 @@ class OracleAgreementTest(chex.TestCase):
             except AssertionError as err:
                 failures.append(f"{label}: {err}")
         assert not failures, f"{len(failures)}/{len(supported)} failed:\n" + "\n".join(failures)
+
+
+class OracleAgreementTest(_Agreement):
+    """The core agreement test; each parameterisation covers T × init × segments × read."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters((f"{b}_{s}", b, s) for b, s in FAST_PAIRS)
+    def test_matches_oracle(self, backend, structure):
+        self.check(backend, structure)
+
+
+@pytest.mark.slow
+class AutoOracleAgreementTest(_Agreement):
+    """The structures `auto` sends to a backend OracleAgreementTest already checks."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        (f"{b}_{s}", b, s) for b, s in PAIRS if (b, s) not in FAST_PAIRS
+    )
+    def test_matches_oracle(self, backend, structure):
+        self.check(backend, structure)
 
 
 # Broadcast forms the main matrix does not cover, at T = C+1 with initial state and segments.
@@ -158,7 +179,7 @@ EXTRA = (
 EXTRA_CHUNKED_UNSUPPORTED = {"full_di", "elementwise_s_di", "complex_full"}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 @pytest.mark.parametrize("name", EXTRA)
 def test_broadcast_forms_match_oracle(backend, name):
     case = _extra_case(name)
@@ -199,7 +220,16 @@ def test_bfloat16_inputs(backend, structure):
 
 
 @pytest.mark.parametrize("chunk_size", (1, 3, 64, None))
-@pytest.mark.parametrize("structure", ("scalar", "kwise", "dwise", "separable", "complex"))
+@pytest.mark.parametrize(
+    "structure",
+    # complex and separable: their default-chunk rows are OracleAgreementTest's matrix again
+    (
+        "scalar",
+        "kwise",
+        "dwise",
+        *(pytest.param(s, marks=pytest.mark.slow) for s in ("separable", "complex")),
+    ),
+)
 def test_chunked_chunk_sizes(structure, chunk_size):
     """Chunk sizes of 1, not dividing T, beyond T, and the default all agree with the oracle."""
     case = make_case(structure, 3 * C + 5, init=True, seg=True, seed=5)
@@ -209,7 +239,7 @@ def test_chunked_chunk_sizes(structure, chunk_size):
     assert_close(final, m_ref, rtol=RTOL, what="final_state")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_vmap_over_extra_leading_axis(backend):
     """vmap over a leading axis of 3 problems equals 3 separate calls (and the oracle)."""
     cases = [make_case("kwise", C + 1, init=True, seg=True, seed=s) for s in range(3)]
@@ -245,7 +275,8 @@ def test_reset_ignores_decay_and_initial_state_applies_at_zero():
 
 @pytest.mark.parametrize(
     ("backend", "structure"),
-    [(b, "kwise") for b in BACKENDS]
+    [(b, "kwise") for b in BACKENDS if b != "auto"]
+    + [pytest.param("auto", "kwise", marks=pytest.mark.slow)]
     + [("reference", "full"), ("associative", "full"), ("chunked", "scalar")],
 )
 def test_long_sequence_with_strong_decays_is_stable(backend, structure):

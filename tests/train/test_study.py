@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -170,13 +171,14 @@ def test_runs_once_resumes_claims_and_reports_best_lr_by_seed_mean(tmp_path):
     ssm = best[("SSM (c_type 0)", (64, 4))]
     assert ssm["lr"] == 1e-2 and math.isclose(ssm["value"], 0.8)
     assert math.isclose(ssm["spread"], 0.2) and ssm["seeds"] == 2
+    assert math.isclose(ssm["std"], statistics.stdev([0.7, 0.9]))
     naive = best[("naive (c_type 1)", (64, 4))]
     assert naive["lr"] == 3e-3 and naive["value"] == 0.5  # the diverged lr counts as the worst
     assert naive["per_lr"][1e-2] == -math.inf
     table, figure = study_report.write(definition, budget, again, tmp_path, header="made here")
     text = table.read_text()
     assert "8 of 8 runs finished" in text and "made here" in text
-    assert "| SSM (c_type 0) | 0.800 | 0.01 | 0.200 (2) |" in text
+    assert "| SSM (c_type 0) | 0.800 ± 0.141 | 0.01 | 0.200 (2) |" in text
     assert figure.stat().st_size > 10_000
 
     # A changed definition is refused instead of reusing runs trained as something else.
