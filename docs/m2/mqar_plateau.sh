@@ -32,6 +32,7 @@ run maxlen2048_lr3e-3 lr=3e-3
 run maxlen64_lr3e-3 lr=3e-3 "$OPT.max_len=64"
 run zoology_filter_lr3e-3 lr=3e-3 "$OPT.max_len=64" "$OPT.filter_emb_dim=3" "$OPT.filter_freq=1.0"
 run d128_lr3e-3 lr=3e-3 d_model=128 "$OPT.max_len=64"
+run d128_maxlen2048_lr3e-3 lr=3e-3 d_model=128
 run maxlen64_lr1e-2 lr=1e-2 "$OPT.max_len=64"
 run d256_lr3e-3 lr=3e-3 d_model=256 "$OPT.max_len=64"
 run maxlen64_lr1e-3 lr=1e-3 "$OPT.max_len=64"
