@@ -69,7 +69,22 @@ def _exps(log, G) -> Exps | None:
     return Exps(jnp.exp(G), jnp.exp(log_sums.after(log)))
 
 
-def _midpoint_factors(log):
+def factoring_spread(log, C: int, span: int):
+    """The largest |G_t - G_mid| bound for log-decays [B, T, H, X] (T a multiple of C) factored
+    about the middle step of each of every chunk's `span` equal parts: the sum of |log o| from
+    the midpoint to the part's end on t's side (equal to it at the ends for real decays), which
+    needs no cumulative sum. Factoring is exact where it is at most SAFE_EXPONENT."""
+    b, Tp, h, X = log.shape
+    steps = jnp.abs(jnp.real(log)).reshape(b, Tp // C, C, h, X)
+    L, worst = C // span, 0.0
+    for start in range(0, C, L):
+        mid = start + L // 2
+        for lo, hi in ((start + 1, mid + 1), (mid + 1, start + L)):
+            worst = jnp.maximum(worst, jnp.max(jnp.sum(steps[:, :, lo:hi], axis=2)))
+    return jax.lax.stop_gradient(worst)
+
+
+def midpoint_factors(log):
     """(exp(G_t - G_mid), exp(G_mid - G_t)) about the chunk's middle step."""
     # |G - G_mid| ≤ SAFE_EXPONENT wherever this path runs (see `chunked._safe`), so neither factor
     # can overflow. Under vmap, where `lax.switch` runs every path, the (then inactive) clip keeps
@@ -96,10 +111,10 @@ def _intra_midpoint(s, e, i, lk, ld, mask):
     """exp(G_t - G_j) = exp(G_t - G_mid)·exp(G_mid - G_j): a masked (attention-like) matmul."""
     q, k, v, up_d = s, e, i, None
     if lk is not None:
-        up, down = _midpoint_factors(lk)
+        up, down = midpoint_factors(lk)
         q, k = s * up, e * down
     if ld is not None:
-        up_d, down_d = _midpoint_factors(ld)
+        up_d, down_d = midpoint_factors(ld)
         v = i * down_d
     A = jnp.where(mask, _einsum("...tk,...jk->...tj", q, k), 0)
     y = _einsum("...tj,...jd->...td", A, v)

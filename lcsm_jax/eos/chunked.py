@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from lcsm_jax.eos import reference
-from lcsm_jax.eos.chunk_math import SAFE_EXPONENT, chunk, opt
+from lcsm_jax.eos.chunk_math import SAFE_EXPONENT, chunk, factoring_spread, opt
 from lcsm_jax.eos.inputs import FULL, PRODUCT, Problem, vary_like
 
 DEFAULT_CHUNK = 64
@@ -125,24 +125,9 @@ _FACTORED_SPAN = {"midpoint": 1, "halves": 2}
 
 def _safe(xs: Arrays, C: int, span: int):
     """True when factoring about the middle step of each of every chunk's `span` equal parts is
-    exact: |G_t - G_mid| ≤ SAFE_EXPONENT everywhere.
-
-    |G_t - G_mid| is bounded by the sum of |log o| between the midpoint and the part's end on
-    t's side (with equality at the ends for real decays), which needs no cumulative sum. The
-    K and D factors' bounds add up.
-    """
-    L, spread = C // span, 0.0
-    for log in (xs.lk, xs.ld):
-        if log is not None:
-            b, Tp, h, X = log.shape
-            steps = jnp.abs(jnp.real(log)).reshape(b, Tp // C, C, h, X)
-            worst = 0.0
-            for start in range(0, C, L):
-                mid = start + L // 2
-                for lo, hi in ((start + 1, mid + 1), (mid + 1, start + L)):
-                    worst = jnp.maximum(worst, jnp.max(jnp.sum(steps[:, :, lo:hi], axis=2)))
-            spread = spread + worst
-    return jax.lax.stop_gradient(spread) <= SAFE_EXPONENT
+    exact: |G_t - G_mid| ≤ SAFE_EXPONENT everywhere (the K and D factors' bounds add up)."""
+    spread = sum(factoring_spread(log, C, span) for log in (xs.lk, xs.ld) if log is not None)
+    return spread <= SAFE_EXPONENT
 
 
 def _path_index(xs: Arrays, C: int, paths: tuple[str, ...]):

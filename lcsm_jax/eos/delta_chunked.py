@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from lcsm_jax.eos import log_sums
-from lcsm_jax.eos.chunk_math import SAFE_EXPONENT
+from lcsm_jax.eos.chunk_math import SAFE_EXPONENT, factoring_spread, midpoint_factors
 from lcsm_jax.eos.delta_inputs import DeltaProblem, ends
 from lcsm_jax.eos.inputs import vary_like
 
@@ -78,35 +78,13 @@ def unit_lower_solve(A_BxHxCxC, rhs_BxHxCxV):
     return jax.lax.fori_loop(0, C, row, jnp.zeros_like(rhs_BxHxCxV))
 
 
-def _midpoint_safe(g, C: int):
-    """True when factoring each chunk's decays about its middle step is exact for these gates
-    [B, T, H, K] (T a multiple of C): the sum of |g| from the middle step to either end of the
-    chunk, which bounds |G_t - G_mid|, is at most SAFE_EXPONENT."""
-    B, T, H, K = g.shape
-    steps = jnp.abs(g).reshape(B, T // C, C, H, K)
-    mid = C // 2
-    worst = jnp.maximum(
-        jnp.max(jnp.sum(steps[:, :, 1 : mid + 1], axis=2)),
-        jnp.max(jnp.sum(steps[:, :, mid + 1 :], axis=2), initial=0.0),
-    )
-    return jax.lax.stop_gradient(worst) <= SAFE_EXPONENT
-
-
-def _midpoint_factors(g):
-    """(exp(G_t - G_mid), exp(G_mid - G_t)) [..., C, K]; clipped so that the unused branch of the
-    path choice (both run under vmap) stays finite."""
-    bound = SAFE_EXPONENT + 1
-    up = jnp.exp(jnp.clip(log_sums.from_midpoint(g), -bound, bound))
-    return up, 1 / up
-
-
 def _pair_terms(q, k, g, incl, per_key: bool, midpoint: bool):
     """(A[t, i] = (k_t ⊙ D[t,i])·k_i, P[t, i] = (q_t ⊙ D[t,i])·k_i, D[C-1, :] ⊙ k and, for the
     per-segment states, (up, down) or the full D [B,H,t,i,R]); all masked to same-segment t ≥ i."""
     C = q.shape[2]
     mask = incl[:, None]  # [B, 1, t, i]
     if midpoint:
-        up, down = _midpoint_factors(g)
+        up, down = midpoint_factors(g)
         kd = k * down
         A = _einsum("bhtk,bhik->bhti", k * up, kd)
         P = _einsum("bhtk,bhik->bhti", q * up, kd)
@@ -187,7 +165,7 @@ def scan(p: DeltaProblem, chunk_size=None, return_segment_states: bool = False):
     C_mid = chunk_size or DEFAULT_CHUNK
     pad = -p.g.shape[1] % C_mid
     return jax.lax.cond(
-        _midpoint_safe(_pad_time(p.g, pad), C_mid),
+        factoring_spread(_pad_time(p.g, pad), C_mid, 1) <= SAFE_EXPONENT,
         lambda: _scan(p, C_mid, return_segment_states, True),
         lambda: _scan(p, chunk_size or DEFAULT_CHUNK_PER_KEY, return_segment_states, False),
     )

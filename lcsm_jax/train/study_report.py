@@ -2,9 +2,8 @@
 
 Per (cell, slice): the value of each lr is the mean over its finished seeds; the table shows the
 best lr's mean ± the seeds' standard deviation, the lr, and the seeds' spread (max - min, with
-the count); a diverged run counts
-as the worst value. Runs not finished yet show as "–" and are counted in the header, so a
-partial table says so.
+the count); a diverged run counts as the worst value. Runs not finished yet show as "–" and are
+counted in the header, so a partial table says so.
 """
 
 from __future__ import annotations
