@@ -21,11 +21,13 @@ run: setup
 bench: setup
 	$(BIN)/python benchmarks/eos_backends.py
 
+# The default suite, on CPU with XLA's optimisation passes off (tests/conftest.py), printing its
+# 15 slowest tests; test-slow runs the slow ones with the passes on, as users' programs have them.
 test: setup
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=15 tests
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -n 2 -m slow tests
+	LCSM_TEST_OPTIMIZE=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal -m slow tests
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

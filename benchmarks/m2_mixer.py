@@ -2,6 +2,12 @@
 
     python benchmarks/m2_mixer.py                      # T = 512 .. 16384, B=1, M=128
     python benchmarks/m2_mixer.py --lengths 512 1024 --repeats 2 --with-monarch
+    python benchmarks/m2_mixer.py --widths 128 256 512 1024 2048 --T 1024   # over model width
+
+M2's claim is sub-quadratic in both sequence length and model width. Over width, the row
+"m2_monarch_proj" is the M2 mixer with its in/out projections as order-2 Monarch matrices of
+nblocks = sqrt(M) blocks (O(M^1.5) per token, where a dense projection costs O(M^2)); "m2" keeps
+dense projections; the width sweep reports the exponent of time against M (M >= 256).
 
 Each cell times jit(grad of sum(layer(x)²) w.r.t. the parameters and x), median over --repeats
 runs after compilation. Cells whose compiled program needs more than --max-gib (XLA's memory
@@ -45,7 +51,17 @@ def build(row: str, M: int, max_len: int):
     if row == "gla":
         return catalogue.build("gla_core", embed_dim=M, rngs=rngs, num_heads=max(1, M // 64))
     long_conv = "monarch" if row == "m2_monarch" else "fft"
-    return M2Mixer(M2Config(embed_dim=M, max_len=max_len, long_conv=long_conv), rngs=rngs)
+    structured = dict(projection="monarch", nblocks=sqrt_blocks(M)) if row.endswith("_proj") else {}
+    config = M2Config(embed_dim=M, max_len=max_len, long_conv=long_conv, **structured)
+    return M2Mixer(config, rngs=rngs)
+
+
+def sqrt_blocks(M: int) -> int:
+    """The largest power of two at most sqrt(M) that divides M: Monarch's nblocks ~ sqrt(M)."""
+    nb = 1
+    while (2 * nb) ** 2 <= M and M % (2 * nb) == 0:
+        nb *= 2
+    return nb
 
 
 def _median_time(fn, args, repeats: int) -> float:
@@ -57,10 +73,10 @@ def _median_time(fn, args, repeats: int) -> float:
     return float(np.median(times))
 
 
-def bench_cell(row: str, T: int, args) -> dict:
-    layer = build(row, args.M, max(args.lengths))
+def bench_cell(row: str, T: int, M: int, args) -> dict:
+    layer = build(row, M, max(args.lengths) if args.widths is None else T)
     graphdef, params = nnx.split(layer)
-    x = jax.random.normal(jax.random.key(1), (args.B, T, args.M), jnp.float32)
+    x = jax.random.normal(jax.random.key(1), (args.B, T, M), jnp.float32)
 
     def loss(params, x):
         return jnp.sum(nnx.merge(graphdef, params)(x) ** 2)
@@ -74,13 +90,14 @@ def bench_cell(row: str, T: int, args) -> dict:
         used = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
         gib = used / 2**30
         if gib > args.max_gib:
-            return {"row": row, "T": T, "skip": f"needs {gib:.1f} GiB"}
+            return {"row": row, "T": T, "M": M, "skip": f"needs {gib:.1f} GiB"}
     ms = 1e3 * _median_time(compiled, (params, x), args.repeats)
-    return {"row": row, "T": T, "ms": ms, "compile_s": compile_s, "gib": gib}
+    return {"row": row, "T": T, "M": M, "ms": ms, "compile_s": compile_s, "gib": gib}
 
 
-def exponent(cells: list[dict]) -> float | None:
-    pts = [(c["T"], c["ms"]) for c in cells if "ms" in c and c["T"] >= 1024]
+def exponent(cells: list[dict], axis: str = "T", smallest: int = 1024) -> float | None:
+    """Least-squares slope of log time against log `axis` over cells with axis >= smallest."""
+    pts = [(c[axis], c["ms"]) for c in cells if "ms" in c and c[axis] >= smallest]
     if len(pts) < 2:
         return None
     logs = np.log(np.asarray(pts, np.float64))
@@ -107,6 +124,14 @@ def crossover(fast: list[dict], attention: list[dict]) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[2**k for k in range(9, 15)])
+    parser.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="sweep model width M at fixed --T instead of the length sweep",
+    )
+    parser.add_argument("--T", type=int, default=1024, help="sequence length of the width sweep")
     parser.add_argument("--B", type=int, default=1)
     parser.add_argument("--M", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
@@ -114,29 +139,46 @@ def main():
     parser.add_argument("--max-seconds", type=float, default=8.0)
     parser.add_argument("--with-monarch", action="store_true")
     args = parser.parse_args()
-    rows = ["m2", *(["m2_monarch"] if args.with_monarch else []), "attention", "gla"]
-    print(f"{jax.devices()[0].device_kind} ({jax.default_backend()}), B={args.B}, M={args.M}, f32")
-    print("| row | T | fwd+bwd ms | compile s | peak GiB |\n|---|---:|---:|---:|---:|")
+    if args.widths is not None:
+        bad = [M for M in args.widths if M < 64 or M % 64]
+        if bad:
+            parser.error(f"--widths must be multiples of 64 (a head per 64 channels), got {bad}")
+        rows = ["m2", "m2_monarch_proj", "attention", "gla"]
+        axis, points, smallest = "M", sorted(args.widths), 256
+        shape = f"B={args.B}, T={args.T}"
+    else:
+        rows = ["m2", *(["m2_monarch"] if args.with_monarch else []), "attention", "gla"]
+        axis, points, smallest = "T", sorted(args.lengths), 1024
+        shape = f"B={args.B}, M={args.M}"
+    print(f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {shape}, f32")
+    print(f"| row | {axis} | fwd+bwd ms | compile s | peak GiB |\n|---|---:|---:|---:|---:|")
     results = {row: [] for row in rows}
     for row in rows:
-        for T in sorted(args.lengths):
+        for point in points:
+            T, M = (args.T, point) if axis == "M" else (point, args.M)
             last = results[row][-1] if results[row] else None
             if last is not None and ("skip" in last or last["ms"] > 1e3 * args.max_seconds):
-                cell = {"row": row, "T": T, "skip": "previous length over the time budget"}
+                cell = {"row": row, "T": T, "M": M, "skip": "previous point over the time budget"}
                 if "skip" in last:
                     cell["skip"] = last["skip"] if "GiB" in last["skip"] else cell["skip"]
             else:
-                cell = bench_cell(row, T, args)
+                cell = bench_cell(row, T, M, args)
             results[row].append(cell)
             if "skip" in cell:
-                print(f"| {row} | {T} | skip: {cell['skip']} | | |", flush=True)
+                print(f"| {row} | {point} | skip: {cell['skip']} | | |", flush=True)
             else:
                 gib = "?" if cell["gib"] is None else f"{cell['gib']:.2f}"
                 print(
-                    f"| {row} | {T} | {cell['ms']:.1f} | {cell['compile_s']:.1f} | {gib} |",
+                    f"| {row} | {point} | {cell['ms']:.1f} | {cell['compile_s']:.1f} | {gib} |",
                     flush=True,
                 )
-    print("\n| row | scaling exponent (T >= 1024) | faster than attention from T |")
+    if axis == "M":
+        print(f"\n| row | scaling exponent in M (M >= {smallest}) |\n|---|---:|")
+        for row in rows:
+            slope = exponent(results[row], "M", smallest)
+            print(f"| {row} | {'n/a' if slope is None else f'{slope:.2f}'} |")
+        return
+    print(f"\n| row | scaling exponent (T >= {smallest}) | faster than attention from T |")
     print("|---|---:|---|")
     for row in rows:
         slope = exponent(results[row])

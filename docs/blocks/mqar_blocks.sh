@@ -14,6 +14,8 @@
 #   WORKERS=1 docs/blocks/mqar_blocks.sh   # one worker, both cores
 #   DEADLINE=14:20 docs/blocks/mqar_blocks.sh   # claims no cell after 14:20 (a session's end)
 #   docs/blocks/mqar_blocks.sh report      # only the tables, from the cells finished so far
+#   ONLY='256:16|mamba2 128:8 1e-2' docs/blocks/mqar_blocks.sh   # only the cells whose
+#       "model slice lr" line matches this extended regex
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -52,7 +54,7 @@ cell() {  # trains one cell (skipped by sweep.py when its summary.json exists)
 }
 
 worker() {  # claims cells with an atomic mkdir; $1 = the core it is pinned to
-  jobs | while read -r m slice lr; do
+  jobs | grep -E -- "${ONLY:-.}" | while read -r m slice lr; do
     if [ -n "${DEADLINE:-}" ] && [ "$(date +%s)" -ge "$(date -d "$DEADLINE" +%s)" ]; then
       echo "worker $1: past DEADLINE $DEADLINE, claims nothing more"; break
     fi
