@@ -54,17 +54,20 @@ def hgrn(xp, x, g, h0=None):
 
 def rwkv4(xp, w, u, k, v):
     """RWKV-4's WKV straight from its definition, O(T²), every sum shifted by its own max:
-    wkv_t = (Σ_{i<t} e^{-(t-1-i)w + k_i} v_i + e^{u+k_t} v_t) / (same with v = 1)."""
-    B, T, C = k.shape
-    outs = []
-    for t in range(T):
-        exps = [-(t - 1 - i) * w[None] + k[:, i] for i in range(t)] + [u[None] + k[:, t]]
-        vals = [v[:, i] for i in range(t + 1)]
-        E = xp.stack(exps, axis=0)
-        m = xp.max(E, axis=0)
-        weights = xp.exp(E - m[None])
-        outs.append(xp.sum(weights * xp.stack(vals, 0), axis=0) / xp.sum(weights, axis=0))
-    return xp.stack(outs, axis=1)
+    wkv_t = (Σ_{i<t} e^{-(t-1-i)w + k_i} v_i + e^{u+k_t} v_t) / (same with v = 1).
+
+    All (t, i) pairs at once: E[b, t, i, c] is the exponent of pair (t, i) (-inf for i > t)."""
+    T = k.shape[1]
+    t, i = np.meshgrid(np.arange(T), np.arange(T), indexing="ij")
+    lag = (t - 1 - i).astype(np.float64)[None, :, :, None]
+    keys = k[:, None, :, :]  # [B, 1, T (i), C]
+    past = -lag * w[None, None, None, :] + keys
+    now = u[None, None, None, :] + keys
+    before, same = (i < t)[None, :, :, None], (i == t)[None, :, :, None]
+    E = xp.where(before, past, xp.where(same, now, -xp.inf))
+    m = xp.max(E, axis=2)[:, :, None, :]
+    weights = xp.exp(E - m)
+    return xp.sum(weights * v[:, None, :, :], axis=2) / xp.sum(weights, axis=2)
 
 
 def selective_scan(xp, u, delta, A, Bm, Cm, D=None, z=None, delta_bias=None, softplus=False):
