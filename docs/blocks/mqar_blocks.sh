@@ -9,8 +9,8 @@
 # delta-rule comparison first. Every cell trains in docs/blocks/mqar_runs/<cell>; its
 # summary.json and metrics.jsonl are committed (checkpoints and TensorBoard files are not), so a
 # later checkout skips the finished cells. Resumable: rerun to continue (an interrupted cell
-# resumes from its checkpoint when the directory survived). At the end it writes the tables
-# docs/blocks/mqar.md and mqar_delta.md (and .png) from the finished cells.
+# resumes from its checkpoint when the directory survived). At the end it writes the table
+# docs/blocks/mqar.md from the finished cells (docs/blocks/mqar_table.py).
 #   WORKERS=1 docs/blocks/mqar_blocks.sh   # one worker, both cores
 #   DEADLINE=14:20 docs/blocks/mqar_blocks.sh   # claims no cell after 14:20 (a session's end)
 #   docs/blocks/mqar_blocks.sh report      # only the tables, from the cells finished so far
@@ -67,40 +67,8 @@ worker() {  # claims cells with an atomic mkdir; $1 = the core it is pinned to
   done
 }
 
-report() {
-  local all=("${DELTA[@]}" "${REST[@]}")
-  local models delta
-  models=$(IFS=,; echo "${all[*]}")
-  delta=$(IFS=,; echo "${DELTA[*]}")
-  local lrs
-  lrs=$(IFS=,; echo "${LRS[*]}")
-  # sweep.py trains missing cells; the report passes only finished ones, so nothing trains here.
-  finished() {  # the models with every cell of the given slices finished
-    local out=() m s lr ok
-    for m in $(echo "$1" | tr , ' '); do
-      ok=1
-      for s in $(echo "$2" | tr , ' '); do for lr in "${LRS[@]}"; do
-        # sweep.py names a run by the lr as a float (3e-3 -> 0.003)
-        [ -f "$DIR/${m}_d64_seq${s%:*}_kv${s#*:}_lr$(printf '%g' "$lr")/summary.json" ] || ok=0
-      done; done
-      [ $ok = 1 ] && out+=("$m")
-    done
-    (IFS=,; echo "${out[*]}")
-  }
-  local done_blocks done_delta
-  done_blocks=$(finished "$models" 64:4,128:8)
-  done_delta=$(finished "$delta" 64:4,128:8,256:16)
-  if [ -n "$done_blocks" ]; then
-    $PY sweep.py --config configs/mqar.py --sweepdir "$DIR" --models "$done_blocks" \
-      --d_models 64 --slices 64:4,128:8 --lrs "$lrs" > /dev/null
-    cp "$DIR/results.md" docs/blocks/mqar.md && cp "$DIR/results.png" docs/blocks/mqar.png
-  fi
-  if [ -n "$done_delta" ]; then
-    $PY sweep.py --config configs/mqar.py --sweepdir "$DIR" --models "$done_delta" \
-      --d_models 64 --slices 64:4,128:8,256:16 --lrs "$lrs" > /dev/null
-    cp "$DIR/results.md" docs/blocks/mqar_delta.md && cp "$DIR/results.png" docs/blocks/mqar_delta.png
-  fi
-  echo "tables: blocks [$done_blocks] delta [$done_delta]"
+report() {  # the table of every finished cell, partial or not
+  $PY docs/blocks/mqar_table.py
 }
 
 if [ "${1:-}" = report ]; then report; exit; fi
