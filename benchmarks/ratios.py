@@ -2,6 +2,7 @@
 separable counterparts, and `auto` against the reference.
 
     python benchmarks/ratios.py --repeats 3
+    python benchmarks/ratios.py --rows 'elementwise|o_type'   # those rows and their baselines
 
 Every row runs forward+backward in a fresh process (median of --repeats after compilation, the
 timing and process helpers of `eos_backends.py`); the table prints each time and its ratio to
@@ -18,6 +19,7 @@ Layers: the grid's EOSLayer (B=8, M=256, K=64, one head, T=1024), o_types 6-9 an
 from __future__ import annotations
 
 import argparse
+import re
 
 import eos_backends  # benchmarks/eos_backends.py
 import jax
@@ -48,8 +50,8 @@ def block_ms(name: str, T: int, repeats: int) -> float:
     return _module_ms(block, x, repeats)
 
 
-def layer_ms(row: str, T: int, repeats: int) -> float:
-    sizes = dict(embed_dim=256, expand_dim=64, num_heads=1)
+def layer_ms(row: str, T: int, repeats: int, **options) -> float:
+    sizes = dict(embed_dim=256, expand_dim=64, num_heads=1, **options)
     config = EOSConfig(c_type=0, **sizes) if row == "ssm" else EOSConfig(o_type=int(row), **sizes)
     x = jax.random.normal(jax.random.key(1), (8, T, 256), jnp.float32)
     return _module_ms(EOSLayer(config, rngs=nnx.Rngs(0)), x, repeats)
@@ -84,6 +86,14 @@ def rows(repeats: int):
     for row in ("6", "7", "8", "9", "ssm"):
         label = "layer c_type 0 (SSM)" if row == "ssm" else f"layer o_type {row}"
         layers.append((label, ("layer_ms", (row, 1024, repeats)), "layer o_type 1"))
+    # A data-independent e makes the read a fixed K×D one: with the D-wise o_type 2 `auto` folds
+    # it into a one-row memory (eos/folded_read.py); "recurrent" is the scan it ran before.
+    for backend in ("recurrent", "auto"):
+        label = f"layer e_type 0, o_type 2, {backend}"
+        base = None if backend == "recurrent" else "layer e_type 0, o_type 2, recurrent"
+        layers.append(
+            (label, ("layer_ms", ("2", 1024, repeats, {"e_type": 0, "backend": backend})), base)
+        )
     auto = []
     for structure in ("scalar", "k"):
         auto += [
@@ -99,17 +109,28 @@ def rows(repeats: int):
 
 def run_job(job):
     name, args = job
-    return {"core_ms": core_ms, "block_ms": block_ms, "layer_ms": layer_ms}[name](*args)
+    options = args[-1] if isinstance(args[-1], dict) else {}
+    args = args[:-1] if options else args
+    return {"core_ms": core_ms, "block_ms": block_ms, "layer_ms": layer_ms}[name](*args, **options)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    repeats = parser.parse_args().repeats
+    parser.add_argument(
+        "--rows", default="", help="regex: only the rows whose label matches (and their baselines)"
+    )
+    args = parser.parse_args()
+    repeats = args.repeats
+    table = rows(repeats)
+    wanted = {label for label, _, _ in table if re.search(args.rows, label)}
+    wanted |= {base for label, _, base in table if label in wanted and base is not None}
     print(f"platform={jax.default_backend()}, fwd+bwd medians of {repeats}, fresh process per row")
     print("| row | fwd+bwd ms | compared with | ratio |\n|---|---:|---|---:|", flush=True)
     seen = {}
-    for label, job, base in rows(repeats):
+    for label, job, base in table:
+        if label not in wanted:
+            continue
         ms = seen[label] = eos_backends._in_fresh_process(job, run_job)
         ratio = "" if base is None else f"{ms / seen[base]:.2f}x"
         print(f"| {label} | {ms:.1f} | {base or ''} | {ratio} |", flush=True)

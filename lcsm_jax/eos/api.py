@@ -17,6 +17,7 @@ from lcsm_jax.eos import (
     associative,
     chunked,
     dispatch,
+    folded_read,
     inputs,
     pallas,
     recurrent,
@@ -42,6 +43,9 @@ def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None 
     `tables/<platform>.json`, written by `benchmarks/eos_backends.py --write-table`), and falls
     back to the rules for classes not measured: chunked wherever the structure allows it, else
     the recurrent backend on CPU and the associative scan on GPU/TPU. `explain` says which.
+    (`eos_scan` with "auto" first folds a fixed elementwise read under a row-independent real
+    decay into a one-row memory, `folded_read.py`; this function names the backend of the
+    unfolded problem, `explain` the one that runs.)
 
     The answer for a named backend does not depend on T, so a backend that rejects a problem
     rejects it at T == 1 too, although `eos_scan` then runs one reference step whatever the
@@ -99,7 +103,9 @@ def eos_scan(
         "pallas" and "recurrent" (so "auto" where it picks them, see `explain`) define their
         gradients with ``jax.custom_vjp``, so forward mode (jvp, jacfwd) needs "reference" or
         "associative". "auto" runs the fastest backend measured for the problem's class on this
-        platform (`dispatch.py`).
+        platform (`dispatch.py`); a fixed elementwise s (no time axis) under a real decay that
+        is the same for every row (none, scalar, D-wise) it first folds into a one-row memory,
+        exactly (`folded_read.py`: K times less work, the chunked matmul form instead of a scan).
       chunk_size: chunk length of the chunked backend (default 64, or with "auto" the measured
         best), the checkpoint interval of the recurrent backend, or the time block of the
         pallas backend (default 16 for its chunked kernel and
@@ -139,6 +145,8 @@ def eos_scan(
 
         timed = (e, i, log_o, s, segment_ids)
         return sequence.wrapped(split, context, timed, (initial_state,), "eos_scan")
+    if backend == "auto" and sequence_axis is None and folded_read.applies(problem):
+        return _run_folded(problem, chunk_size)
     if backend == "auto":  # the measured backend, and its chunk size unless one is given
         choice = dispatch.choose(problem, jax.default_backend())
         name, chunk_size = choice.backend, chunk_size or choice.chunk_size
@@ -161,11 +169,19 @@ def explain(e, i, log_o, s, *, initial_state=None, segment_ids=None, platform=No
     """
     problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
     platform = platform or jax.default_backend()
+    folded = ""
+    if folded_read.applies(problem):
+        cls = dispatch.ProblemClass.of(problem)
+        folded = (
+            f"fixed elementwise read ({cls.structure} decay, K~{cls.K}) folded into a one-row "
+            "memory (eos/folded_read.py), then "
+        )
+        problem = folded_read.fold(problem)
     choice = dispatch.choose(problem, platform)
     cls = dispatch.ProblemClass.of(problem)
     chunk = "" if choice.chunk_size is None else f", chunk_size={choice.chunk_size}"
     return (
-        f"auto -> {choice.backend}{chunk} on {platform} for "
+        f"auto -> {folded}{choice.backend}{chunk} on {platform} for "
         f"{cls.structure} decay, {cls.read} read, {cls.dtype}, K~{cls.K} D~{cls.D} T~{cls.T}: "
         f"{choice.reason}"
     )
@@ -176,6 +192,17 @@ def _run(problem: inputs.Problem, name: str, chunk_size: int | None):
     """Jitted so that eager calls reuse compiled backends (inside an outer jit it is inlined)."""
     y, m = _BACKENDS[name](problem, chunk_size)
     return y.astype(problem.out_dtype), m
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _run_folded(problem: inputs.Problem, chunk_size: int | None):
+    """`auto` on a fixed elementwise read with a row-independent decay (`folded_read`): the
+    output from the K = 1 folded problem on its own measured backend, the K×D final memory
+    formed directly."""
+    folded = folded_read.fold(problem)
+    choice = dispatch.choose(folded, jax.default_backend())
+    y, _ = _BACKENDS[choice.backend](folded, chunk_size or choice.chunk_size)
+    return y.astype(problem.out_dtype), folded_read.final_memory(problem)
 
 
 def _add_time_axis(x, rank: int):
