@@ -8,6 +8,7 @@ dispatcher runs it as one `reference.step`, with no loop.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -81,7 +82,8 @@ def eos_scan(
     """Runs the EOS recurrence ``m_t = o_t ⊙ m_{t-1} + e_t i_tᵀ``, ``y_t = m_tᵀ s_t`` over time.
 
     Args:
-      e: expand state [B, T, H, K].
+      e: expand state [B, T, H, K]; size-1 B, T or H dims share it (an e without a time axis,
+        the same at every step, lets "auto" fold a none/scalar/D-wise real decay to K = 1).
       i: input state [B, T, H, D].
       log_o: natural log of the oscillation: an array broadcastable to [B, T, H, K, D] (trailing
         size-1 dims give scalar-per-head, K-wise or D-wise decay; leading size-1 dims are
@@ -103,9 +105,10 @@ def eos_scan(
         "pallas" and "recurrent" (so "auto" where it picks them, see `explain`) define their
         gradients with ``jax.custom_vjp``, so forward mode (jvp, jacfwd) needs "reference" or
         "associative". "auto" runs the fastest backend measured for the problem's class on this
-        platform (`dispatch.py`); a fixed elementwise s (no time axis) under a real decay that
-        is the same for every row (none, scalar, D-wise) it first folds into a one-row memory,
-        exactly (`folded_read.py`: K times less work, the chunked matmul form instead of a scan).
+        platform (`dispatch.py`); under a real decay that is the same for every row (none,
+        scalar, D-wise), a fixed elementwise s or an e without a time axis it first folds into
+        a one-row memory, exactly (`folded_read.py`: K times less work, and the chunked matmul
+        form where the K×D problem would need a scan).
       chunk_size: chunk length of the chunked backend (default 64, or with "auto" the measured
         best), the checkpoint interval of the recurrent backend, or the time block of the
         pallas backend (default 16 for its chunked kernel and
@@ -147,6 +150,8 @@ def eos_scan(
         return sequence.wrapped(split, context, timed, (initial_state,), "eos_scan")
     if backend == "auto" and sequence_axis is None and folded_read.applies(problem):
         return _run_folded(problem, chunk_size)
+    if backend == "auto" and sequence_axis is None and folded_read.applies_fixed_e(problem):
+        return _run_fixed_e(problem, chunk_size)
     if backend == "auto":  # the measured backend, and its chunk size unless one is given
         choice = dispatch.choose(problem, jax.default_backend())
         name, chunk_size = choice.backend, chunk_size or choice.chunk_size
@@ -170,13 +175,18 @@ def explain(e, i, log_o, s, *, initial_state=None, segment_ids=None, platform=No
     problem = inputs.problem(e, i, log_o, s, initial_state, segment_ids)
     platform = platform or jax.default_backend()
     folded = ""
-    if folded_read.applies(problem):
+    if folded_read.applies(problem) or folded_read.applies_fixed_e(problem):
         cls = dispatch.ProblemClass.of(problem)
+        what = "fixed elementwise read" if folded_read.applies(problem) else "e without a time axis"
         folded = (
-            f"fixed elementwise read ({cls.structure} decay, K~{cls.K}) folded into a one-row "
-            "memory (eos/folded_read.py), then "
+            f"{what} ({cls.structure} decay, K~{cls.K}) folded into a one-row memory "
+            "(eos/folded_read.py), then "
         )
-        problem = folded_read.fold(problem)
+        if folded_read.applies(problem):
+            problem = folded_read.fold(problem)
+        else:
+            ones = jnp.ones((*problem.e.shape[:3], 1), problem.e.dtype)
+            problem = dataclasses.replace(problem, e=ones, s=ones, m0=None, fixed_e=False)
     choice = dispatch.choose(problem, platform)
     cls = dispatch.ProblemClass.of(problem)
     chunk = "" if choice.chunk_size is None else f", chunk_size={choice.chunk_size}"
@@ -203,6 +213,20 @@ def _run_folded(problem: inputs.Problem, chunk_size: int | None):
     choice = dispatch.choose(folded, jax.default_backend())
     y, _ = _BACKENDS[choice.backend](folded, chunk_size or choice.chunk_size)
     return y.astype(problem.out_dtype), folded_read.final_memory(problem)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _run_fixed_e(problem: inputs.Problem, chunk_size: int | None):
+    """`auto` on an e without a time axis under a row-independent decay (`folded_read`): the
+    K = 1 recurrence of i on its own measured backend, the read and the initial memory's share
+    added outside it."""
+
+    def run(folded):
+        choice = dispatch.choose(folded, jax.default_backend())
+        return _BACKENDS[choice.backend](folded, chunk_size or choice.chunk_size)
+
+    y, m = folded_read.scan_fixed_e(problem, run)
+    return y.astype(problem.out_dtype), m
 
 
 def _add_time_axis(x, rank: int):

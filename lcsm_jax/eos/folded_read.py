@@ -16,6 +16,13 @@ m_T = exp(Σ_{u<T} l_u) m_{-1} + Σ_j exp(Σ_{j<u<T} l_u) e_j i_jᵀ over the st
 segment (one [K,T]×[T,D] matmul per head; each exponent a sum over exactly the steps it spans,
 never a difference of cumulative sums). Under jit it is dropped when the caller does not use it.
 
+The same decays with an e that has no time axis (e_t = e, the layers with e_type 0 pass e = 1)
+fold for any read, vector or elementwise, time-varying or not: every write is e i_jᵀ, so
+m_t[r,c] = e[r] n_t[c] + a_t[c] m_{-1}[r,c] with n the K = 1 recurrence of i (no initial memory)
+and a_t[c] = exp(Σ_{u≤t} l_u[c]) (0 after a restart), and
+
+    y_t[c] = n_t[c] Σ_r s_t[r,c] e[r] + a_t[c] Σ_r s_t[r,c] m_{-1}[r,c].
+
 Complex decays are not folded: the phase sums of m_T would lose the accuracy the chunked
 backend's fixed-point phases keep.
 """
@@ -32,15 +39,19 @@ from lcsm_jax.eos.inputs import DWISE, NONE, SCALAR, Problem
 PRECISION = jax.lax.Precision.HIGHEST
 
 
+def _row_independent(p: Problem) -> bool:
+    """A real none/scalar/D-wise decay and T > 1."""
+    return p.structure in (NONE, SCALAR, DWISE) and not jnp.iscomplexobj(p.e) and p.e.shape[1] > 1
+
+
 def applies(p: Problem) -> bool:
-    """True for a time-invariant elementwise read with a real none/scalar/D-wise decay, T > 1."""
-    return (
-        p.elementwise_read
-        and p.s.shape[1] == 1
-        and p.structure in (NONE, SCALAR, DWISE)
-        and not jnp.iscomplexobj(p.e)
-        and p.e.shape[1] > 1
-    )
+    """True for a time-invariant elementwise read under a row-independent decay (`fold`)."""
+    return _row_independent(p) and p.elementwise_read and p.s.shape[1] == 1
+
+
+def applies_fixed_e(p: Problem) -> bool:
+    """True for an e without a time axis under a row-independent decay (`scan_fixed_e`)."""
+    return _row_independent(p) and p.fixed_e
 
 
 def _read_matrix(p: Problem):
@@ -80,3 +91,37 @@ def final_memory(p: Problem):
             kept = kept * (~jnp.any(p.reset, axis=1))[:, None, None, None].astype(kept.dtype)
         m = m + kept * p.m0
     return m
+
+
+def _log_decay(p: Problem):
+    """The per-step log-decay [b, T, h, 1|D] (zeros for no decay)."""
+    log = p.lk if p.lk is not None else p.ld
+    if log is None:
+        log = jnp.zeros((1, 1, 1, 1), p.e.dtype)
+    return jnp.broadcast_to(log, (log.shape[0], p.e.shape[1], *log.shape[2:]))
+
+
+def _weigh_rows(s, x_BxHxKxD):
+    """Σ_r s[r,c] x[r,c] for a vector s [B,T,H,K] or an elementwise one (rank 5), x [B,H,K,1|D]:
+    [B,T,H,1|D]."""
+    if s.ndim == 5:
+        return jnp.sum(s * x_BxHxKxD[:, None], axis=-2)
+    return jnp.einsum("bthk,bhkd->bthd", s, x_BxHxKxD, precision=PRECISION)
+
+
+def scan_fixed_e(p: Problem, run):
+    """(y, m_T) of a problem with a fixed e under a row-independent decay; `run(problem)` runs
+    the K = 1 problem of n (see the module docstring)."""
+    B, T, H, _ = p.e.shape
+    e = p.e[:, 0, :, :, None]  # [B, H, K, 1]
+    ones = jnp.ones((B, T, H, 1), p.e.dtype)
+    n, n_T = run(dataclasses.replace(p, e=ones, s=ones, m0=None, fixed_e=False))
+    y = n * _weigh_rows(p.s, e)  # Σ_r s_t[r,c] e[r]: [B, T, H, 1|D]
+    m = e * n_T  # n_T [B, H, 1, D]
+    if p.m0 is not None:
+        a = jnp.exp(jnp.cumsum(_log_decay(p), axis=1))  # a_t = exp(Σ_{u≤t} l_u): [b, T, h, 1|D]
+        if p.reset is not None:
+            a = a * (jnp.cumsum(p.reset, axis=1) == 0)[:, :, None, None].astype(a.dtype)
+        y = y + a * _weigh_rows(p.s, p.m0)
+        m = m + a[:, -1, :, None, :] * p.m0
+    return y, m

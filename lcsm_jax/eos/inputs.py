@@ -54,7 +54,8 @@ class Problem:
     lk [b,t,h,K|1] and ld [b,t,h,D|1] (separable log decay, either None) or lo [b,t,h,K|1,D|1]
     (full log decay) or lp (a factored full decay, `ProductLog`, structure PRODUCT); reset [B,T]
     bool (memory restarts at t) or None; m0 [B,H,K,D] or None.
-    Static: `structure` (one of STRUCTURES) and `out_dtype` (the dtype y is returned in).
+    Static: `structure` (one of STRUCTURES), `out_dtype` (the dtype y is returned in) and
+    `fixed_e` (the user's e had no time axis: e is the same at every step, broadcast here).
     """
 
     e: Array
@@ -68,6 +69,7 @@ class Problem:
     m0: Array | None
     structure: str = dataclasses.field(metadata=_STATIC)
     out_dtype: Any = dataclasses.field(metadata=_STATIC)
+    fixed_e: bool = dataclasses.field(default=False, metadata=_STATIC)
 
     @property
     def elementwise_read(self) -> bool:
@@ -233,10 +235,15 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
         raise ValueError(f"e{suffix} must be [B,T,H,K] (rank 4), got shape {e.shape}")
     if i.ndim != 4:
         raise ValueError(f"i{suffix} must be [B,T,H,D] (rank 4), got shape {i.shape}")
-    B, T, H, K = e.shape
-    D = i.shape[-1]
-    if i.shape[:3] != (B, T, H):
-        raise ValueError(f"i{suffix} shape {i.shape} does not match e{suffix} {e.shape} in [B,T,H]")
+    B, T, H, D = i.shape
+    K = e.shape[-1]
+    if any(n not in (1, want) for n, want in zip(e.shape[:3], (B, T, H), strict=True)):
+        raise ValueError(
+            f"e{suffix} shape {e.shape} does not match i{suffix} {i.shape} in [B,T,H] (e may be "
+            "shared over B, T or H by size-1 dims)"
+        )
+    fixed_e = e.shape[1] == 1 and T > 1
+    e = jnp.broadcast_to(e, (B, T, H, K))
     if T == 0:
         raise ValueError("the time axis T must be non-empty")
     complex_inputs = jnp.iscomplexobj(e)
@@ -279,6 +286,7 @@ def problem(e, i, log_o, s, initial_state=None, segment_ids=None, *, suffix: str
         m0=m0,
         structure=structure,
         out_dtype=jnp.dtype(i.dtype),
+        fixed_e=fixed_e,
     )
 
 

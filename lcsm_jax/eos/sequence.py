@@ -215,7 +215,9 @@ def wrapped(fn, ctx: SequenceMesh, timed, state, what: str):
     sizes = ctx.mesh.shape
     n_seq = sizes[ctx.axis]
     n_batch = math.prod(sizes[a] for a in ctx.batch_axes)
-    B, T = jnp.shape(timed[0])[:2]
+    # B and T from the largest timed inputs (any of them may be broadcast over B or T).
+    shapes = [x.shape for x in timed if len(getattr(x, "shape", ())) >= 2]
+    B, T = max(s[0] for s in shapes), max(s[1] for s in shapes)
     if T % n_seq:
         raise ValueError(
             f"{what}: sequence parallelism needs T divisible by the {ctx.axis!r} axis: T={T}, "

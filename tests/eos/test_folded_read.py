@@ -96,8 +96,8 @@ def test_auto_agrees_with_the_scan_it_replaces():
 
 
 def test_problems_that_are_not_folded():
-    """A row-dependent or complex decay, a time-varying or vector read, and one token keep
-    their scan; a named backend is never rerouted."""
+    """A row-dependent or complex decay, a time-varying or vector read with an e that varies,
+    and one token keep their scan."""
     rng = np.random.default_rng(0)
     n = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
     T = 8
@@ -107,7 +107,52 @@ def test_problems_that_are_not_folded():
     assert not folded_read.applies(eos.problem(e, i, eos.Decay(k=kwise[..., 0], d=n(1)), S))
     assert not folded_read.applies(eos.problem(e, i, 0, n(B, T, H, K, D)))
     assert not folded_read.applies(eos.problem(e, i, 0, n(B, T, H, K)))
+    # An e without a time axis does not fold a row-dependent decay, and one full e never folds.
+    e_fixed = n(1, 1, H, K)
+    assert not folded_read.applies_fixed_e(eos.problem(e_fixed, i, kwise, n(B, T, H, K)))
+    assert not folded_read.applies_fixed_e(eos.problem(e, i, 0, n(B, T, H, K)))
     assert not folded_read.applies(eos.problem(e[:, :1], i[:, :1], 0, S))
     c = lambda x: (x + 1j * x[::-1]).astype(np.complex64)  # noqa: E731
     assert not folded_read.applies(eos.problem(c(e), c(i), 0, c(S)))
     assert "folded" not in eos.explain(e, i, kwise, S)
+
+
+# e without a time axis ([1|B, 1, H, K]) under none/scalar/D-wise decays, with every read.
+FIXED_E = [
+    ("dwise", (1, 1, H, K), "vector", 37, True, True),
+    ("strong", (B, 1, H, K), "elementwise", 33, True, True),
+    ("scalar", (1, 1, 1, K), "elementwise", 9, False, False),
+    pytest.param("none", (1, 1, H, K), "vector", 70, True, False, marks=pytest.mark.slow),
+    pytest.param("scalar_di", (B, 1, H, K), "vector", 2, True, True, marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("decay", "e_shape", "read", "T", "init", "seg"), FIXED_E, ids=_ids)
+def test_fixed_e_matches_the_float64_loop(decay, e_shape, read, T, init, seg):
+    """An e shared over time: outputs, final state and every gradient (e's summed over the
+    steps it is shared by) against SPEC §1 in float64."""
+    _, i, log_o, _, m0, ids = _case(decay, S_SHAPES[0], T, init, seg, seed=5)
+    rng = np.random.default_rng(6)
+    e = rng.normal(size=e_shape).astype(np.float32)
+    s_shape = (B, T, H, K) if read == "vector" else (B, T, H, K, D)
+    s = rng.normal(size=s_shape).astype(np.float32)
+    problem = eos.problem(e, i, 0 if log_o is None else log_o, s, m0, ids)
+    assert folded_read.applies_fixed_e(problem) and not folded_read.applies(problem)
+    w1 = rng.normal(size=(B, T, H, D)).astype(np.float32)
+    w2 = rng.normal(size=(B, H, K, D)).astype(np.float32)
+
+    argnums = tuple(n for n, x in enumerate((e, i, log_o, s, m0)) if x is not None)
+    grads, (y, m) = jax.jit(jax.grad(_loss, argnums=argnums, has_aux=True))(
+        e, i, log_o, s, m0, ids, w1, w2
+    )
+    full_e = np.broadcast_to(e, (B, T, H, K))
+    want_y, want_m = oracle.eos(full_e, i, log_o, s, m0, ids)
+    assert_close(y, want_y, rtol=1e-5, what="y")
+    assert_close(m, want_m, rtol=1e-5, what="final state")
+    g = oracle.eos_vjp(full_e, i, log_o, s, m0, ids, w1, w2)
+    want = {0: oracle.unbroadcast(g["de"], e_shape), 1: g["di"], 3: g["ds"], 4: g["dm0"]}
+    if log_o is not None:
+        want[2] = oracle.unbroadcast(g["dlog_o"], log_o.shape)
+    for n, got in zip(argnums, grads, strict=True):
+        assert_close(got, want[n], rtol=1e-5, what=f"grad of {'e i log_o s m0'.split()[n]}")
+    assert "e without a time axis" in eos.explain(e, i, log_o, s, initial_state=m0, segment_ids=ids)
