@@ -119,7 +119,11 @@ BUDGETS = {
             {"dataset": "JapaneseVowels", "d_model": 64},
             lrs=(1e-3,),
             seeds=(0, 1, 2),
-            note="JapaneseVowels from aeon, configs/uea.py's schedule (100 epochs).",
+            note=(
+                "The set aeon ships that the command names (JapaneseVowels unless --set "
+                "dataset=NAME), configs/uea.py's schedule (100 epochs, Adam, batch 8 unless "
+                "the config lists the set), width 64, 2 blocks."
+            ),
         ),
         "paper": Budget(
             "paper",
