@@ -1,4 +1,4 @@
-"""A fixed elementwise read under a decay that does not depend on the row: folded to K = 1.
+"""Decays that do not depend on the row r, folded to a one-row memory (K = 1) where they can.
 
 With a data-independent elementwise read S [K, D] (``y_t[c] = Σ_r S[r,c] m_t[r,c]``, the layers
 with e_type or s_type 0) and a real decay that is the same for every row r (none, scalar or
@@ -16,8 +16,8 @@ m_T = exp(Σ_{u<T} l_u) m_{-1} + Σ_j exp(Σ_{j<u<T} l_u) e_j i_jᵀ over the st
 segment (one [K,T]×[T,D] matmul per head; each exponent a sum over exactly the steps it spans,
 never a difference of cumulative sums). Under jit it is dropped when the caller does not use it.
 
-The same decays with an e that has no time axis (e_t = e, the layers with e_type 0 pass e = 1)
-fold for any read, vector or elementwise, time-varying or not: every write is e i_jᵀ, so
+The same decays with an e that has no time axis (passed with a size-1 T dim: e_t = e at every
+step) fold for any read, vector or elementwise, time-varying or not: every write is e i_jᵀ, so
 m_t[r,c] = e[r] n_t[c] + a_t[c] m_{-1}[r,c] with n the K = 1 recurrence of i (no initial memory)
 and a_t[c] = exp(Σ_{u≤t} l_u[c]) (0 after a restart), and
 
