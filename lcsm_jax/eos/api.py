@@ -8,7 +8,6 @@ dispatcher runs it as one `reference.step`, with no loop.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -44,9 +43,9 @@ def resolve_backend(backend: str, problem: inputs.Problem, platform: str | None 
     `tables/<platform>.json`, written by `benchmarks/eos_backends.py --write-table`), and falls
     back to the rules for classes not measured: chunked wherever the structure allows it, else
     the recurrent backend on CPU and the associative scan on GPU/TPU. `explain` says which.
-    (`eos_scan` with "auto" first folds a fixed elementwise read under a row-independent real
-    decay into a one-row memory, `folded_read.py`; this function names the backend of the
-    unfolded problem, `explain` the one that runs.)
+    (`eos_scan` with "auto" first folds a fixed elementwise read or an e without a time axis
+    under a row-independent real decay into a one-row memory, `folded_read.py`; this function
+    names the backend of the unfolded problem, `explain` the one that runs.)
 
     The answer for a named backend does not depend on T, so a backend that rejects a problem
     rejects it at T == 1 too, although `eos_scan` then runs one reference step whatever the
@@ -182,11 +181,8 @@ def explain(e, i, log_o, s, *, initial_state=None, segment_ids=None, platform=No
             f"{what} ({cls.structure} decay, K~{cls.K}) folded into a one-row memory "
             "(eos/folded_read.py), then "
         )
-        if folded_read.applies(problem):
-            problem = folded_read.fold(problem)
-        else:
-            ones = jnp.ones((*problem.e.shape[:3], 1), problem.e.dtype)
-            problem = dataclasses.replace(problem, e=ones, s=ones, m0=None, fixed_e=False)
+        fold = folded_read.fold if folded_read.applies(problem) else folded_read.recurrence_of_i
+        problem = fold(problem)
     choice = dispatch.choose(problem, platform)
     cls = dispatch.ProblemClass.of(problem)
     chunk = "" if choice.chunk_size is None else f", chunk_size={choice.chunk_size}"

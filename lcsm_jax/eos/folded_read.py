@@ -71,13 +71,23 @@ def fold(p: Problem) -> Problem:
     return dataclasses.replace(p, e=ones, i=written * p.i, s=ones, m0=n0)
 
 
-def final_memory(p: Problem):
-    """m_T [B, H, K, D] of `p`, formed directly (see the module docstring)."""
-    B, T, H, K = p.e.shape
-    log = p.lk if p.lk is not None else p.ld  # [b, T|1, h, 1|D] or None
+def _log_decay(p: Problem):
+    """The per-step log-decay [b, T, h, 1|D] (zeros for no decay)."""
+    log = p.lk if p.lk is not None else p.ld
     if log is None:
         log = jnp.zeros((1, 1, 1, 1), p.e.dtype)
-    log = jnp.broadcast_to(log, (log.shape[0], T, *log.shape[2:]))
+    return jnp.broadcast_to(log, (log.shape[0], p.e.shape[1], *log.shape[2:]))
+
+
+def recurrence_of_i(p: Problem) -> Problem:
+    """The K = 1 problem n_t = o_t ⊙ n_{t-1} + i_t (no initial memory) of `scan_fixed_e`."""
+    ones = jnp.ones((*p.e.shape[:3], 1), p.e.dtype)
+    return dataclasses.replace(p, e=ones, s=ones, m0=None, fixed_e=False)
+
+
+def final_memory(p: Problem):
+    """m_T [B, H, K, D] of `p`, formed directly (see the module docstring)."""
+    log = _log_decay(p)
     after = jax.lax.cumsum(log, axis=1, reverse=True)  # Σ_{u >= j} l_u
     after = jnp.concatenate([after[:, 1:], jnp.zeros_like(after[:, :1])], axis=1)  # u > j
     weight = jnp.exp(after)
@@ -93,14 +103,6 @@ def final_memory(p: Problem):
     return m
 
 
-def _log_decay(p: Problem):
-    """The per-step log-decay [b, T, h, 1|D] (zeros for no decay)."""
-    log = p.lk if p.lk is not None else p.ld
-    if log is None:
-        log = jnp.zeros((1, 1, 1, 1), p.e.dtype)
-    return jnp.broadcast_to(log, (log.shape[0], p.e.shape[1], *log.shape[2:]))
-
-
 def _weigh_rows(s, x_BxHxKxD):
     """Σ_r s[r,c] x[r,c] for a vector s [B,T,H,K] or an elementwise one (rank 5), x [B,H,K,1|D]:
     [B,T,H,1|D]."""
@@ -112,10 +114,8 @@ def _weigh_rows(s, x_BxHxKxD):
 def scan_fixed_e(p: Problem, run):
     """(y, m_T) of a problem with a fixed e under a row-independent decay; `run(problem)` runs
     the K = 1 problem of n (see the module docstring)."""
-    B, T, H, _ = p.e.shape
     e = p.e[:, 0, :, :, None]  # [B, H, K, 1]
-    ones = jnp.ones((B, T, H, 1), p.e.dtype)
-    n, n_T = run(dataclasses.replace(p, e=ones, s=ones, m0=None, fixed_e=False))
+    n, n_T = run(recurrence_of_i(p))
     y = n * _weigh_rows(p.s, e)  # Σ_r s_t[r,c] e[r]: [B, T, H, 1|D]
     m = e * n_T  # n_T [B, H, 1, D]
     if p.m0 is not None:
